@@ -1,0 +1,46 @@
+# The two commands: `make demo` and `make test`. Both bootstrap .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint format bench repro clean
+
+# Reinstalls only when pyproject.toml changes; a finished setup costs a file check.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"MUMA needs Python 3.11, found {sys.version.split()[0]}"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from the local wheel
+	# directory; an unpinned torch would pull a CUDA build of several GB.
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/muma demo
+
+# pytest exits 5 when it collects no test: say so instead of failing obscurely.
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+repro: setup
+	source $(BIN)/activate && dvc repro
+
+clean:
+	rm -rf data reports/demo .pytest_cache

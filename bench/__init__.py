@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): figures with their conditions, medians of repeated runs."""

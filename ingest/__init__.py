@@ -1,0 +1,1 @@
+"""Spark jobs that turn landing-zone partitions into curated Parquet tables (issue: ingest)."""

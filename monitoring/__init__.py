@@ -1,0 +1,1 @@
+"""Evidently drift reports and the retraining decision."""

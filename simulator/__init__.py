@@ -1,0 +1,1 @@
+"""A simulated media platform with a known ground truth: the pipeline's default data source."""

@@ -1,0 +1,1 @@
+"""torch models (the MUMA ranker and baselines), training, evaluation and the bandit policy."""

@@ -1,0 +1,1 @@
+"""Great Expectations suites and checkpoints over curated tables (issue: ingest and validation)."""
