@@ -208,7 +208,7 @@ class HourGenerator:
                         "domain": domain.value,
                         "position": positions.ravel(),
                         "propensity": propensity.ravel(),
-                        "ts_ms": np.repeat(ts, k) + positions.ravel() - 1,
+                        "ts_ms": _within_hour(np.repeat(ts, k) + positions.ravel() - 1, h0),
                         "relevance": relevance.ravel(),
                         "p_click": p_click.ravel(),
                     }
