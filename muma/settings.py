@@ -7,8 +7,10 @@ environment itself.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,7 +39,9 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        # Foreign keys in a shared .env (AIRFLOW_UID, ...) are not ours to judge; misspelt
+        # MUMA_ keys are caught by load_settings instead.
+        extra="ignore",
         frozen=True,
     )
 
@@ -79,15 +83,25 @@ def load_settings(**overrides: object) -> Settings:
         **overrides: Explicit values that win over the environment (used by tests and CLIs).
 
     Raises:
-        SettingsError: When a variable is set to an invalid value.
+        SettingsError: When a variable is set to an invalid value, or a ``MUMA_*`` variable
+            (in the environment or ``.env``) is not a setting, which is most likely a typo.
     """
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    names = {name.upper() for name in os.environ}
+    env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
+    if env_file.is_file():
+        names |= {name.upper() for name in dotenv_values(env_file)}
+    unknown = sorted(name for name in names if name.startswith(ENV_PREFIX) and name not in known)
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {', '.join(unknown)}; known settings: {', '.join(sorted(known))}"
+        )
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         problems = []
         for item in error.errors():
             field = ".".join(str(part) for part in item["loc"]) or "?"
-            problems.append(
-                f"{ENV_PREFIX}{field.upper()}: {item['msg']} (got {item.get('input')!r})"
-            )
+            variable = f"{ENV_PREFIX}{field.upper()}"
+            problems.append(f"{variable}: {item['msg']} (got {item.get('input')!r})")
         raise SettingsError("invalid MUMA settings: " + "; ".join(problems)) from None
