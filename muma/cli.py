@@ -203,5 +203,98 @@ def show_settings() -> None:
         typer.echo(f"{name} = {shown}")
 
 
+import_app = typer.Typer(
+    help="Convert real public logs (MIND, Ciao, Open Bandit) into the landing contract.",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+_IMPORT_OUT_HELP = "Landing root (default: <MUMA_DATA_ROOT>/landing)."
+_IMPORT_LIMIT_HELP = "Read only the first N input rows (for trials and tests)."
+
+
+def _report_import(summary) -> None:
+    """Print an importer's counts, where it wrote, and the summary as one JSON line."""
+    inputs = Table("input", "read", "converted", "skipped", "skip reasons", title="read")
+    for name, count in summary.inputs.items():
+        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(count.skipped.items()))
+        inputs.add_row(
+            name, f"{count.read:,}", f"{count.converted:,}", f"{count.skipped_total:,}", reasons
+        )
+    console.print(inputs)
+    written = Table("source", "records", "hour partitions", title="landing zone written")
+    for source, count in summary.records_written.items():
+        written.add_row(source, f"{count:,}", f"{summary.partitions_written[source]:,}")
+    console.print(written)
+    console.print(f"landing zone: {summary.landing_root}/v1/ (files {summary.part}*.jsonl.gz)")
+    for name, path in summary.side_outputs.items():
+        console.print(f"side table {name}: {path}")
+    typer.echo(json.dumps(summary.as_dict()))
+    if not summary.reconciles():
+        console.print("[red]error:[/red] input counts do not reconcile")
+        raise typer.Exit(1)
+
+
+@import_app.command("mind")
+def import_mind_command(
+    path: Annotated[
+        Path, typer.Argument(help="MIND folder holding behaviors.tsv and news.tsv.", exists=True)
+    ],
+    out: Annotated[Path | None, typer.Option(help=_IMPORT_OUT_HELP)] = None,
+    limit: Annotated[int | None, typer.Option(help=_IMPORT_LIMIT_HELP, min=1)] = None,
+    known_items_only: Annotated[
+        bool,
+        typer.Option(help="Skip impressions of articles news.tsv does not describe."),
+    ] = False,
+) -> None:
+    """Import MIND news, impressions and clicks; click histories go to a side table."""
+    from ingest.importers import import_mind
+
+    landing = out or _settings().landing_root
+    _report_import(import_mind(path, landing, limit=limit, known_items_only=known_items_only))
+
+
+@import_app.command("ciao")
+def import_ciao_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Ciao folder: rating_with_timestamp.mat, trust.mat, catalog.", exists=True
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option(help=_IMPORT_OUT_HELP)] = None,
+    limit: Annotated[int | None, typer.Option(help=_IMPORT_LIMIT_HELP, min=1)] = None,
+) -> None:
+    """Import Ciao ratings (impressions, clicks for 4-5 stars), products and trust edges."""
+    from ingest.importers import import_ciao
+
+    landing = out or _settings().landing_root
+    _report_import(import_ciao(path, landing, limit=limit))
+
+
+@import_app.command("obd")
+def import_obd_command(
+    path: Annotated[
+        Path, typer.Argument(help="Open Bandit Dataset root holding random/ and bts/.", exists=True)
+    ],
+    policy: Annotated[
+        str, typer.Option(help="Logging policy: random (uniform) or bts (Thompson sampling).")
+    ] = "random",
+    campaign: Annotated[str, typer.Option(help="Campaign: all, men or women.")] = "all",
+    out: Annotated[Path | None, typer.Option(help=_IMPORT_OUT_HELP)] = None,
+    limit: Annotated[int | None, typer.Option(help=_IMPORT_LIMIT_HELP, min=1)] = None,
+) -> None:
+    """Import one Open Bandit log with its logged propensities, and its item context."""
+    from ingest.importers import import_obd
+    from ingest.importers.obd import CAMPAIGNS, POLICIES
+
+    if policy not in POLICIES:
+        raise typer.BadParameter(f"one of {', '.join(POLICIES)}", param_hint="--policy")
+    if campaign not in CAMPAIGNS:
+        raise typer.BadParameter(f"one of {', '.join(CAMPAIGNS)}", param_hint="--campaign")
+    landing = out or _settings().landing_root
+    _report_import(import_obd(path, landing, policy=policy, campaign=campaign, limit=limit))
+
+
 if __name__ == "__main__":
     app()
