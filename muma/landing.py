@@ -90,6 +90,11 @@ def render_frame(
     return data.select([field.name for field in SCHEMAS[source] if field.name in data.columns])
 
 
+def _has_missing(column: pl.Series) -> bool:
+    """Nulls, or NaNs in a float column (written as ``null`` by ``write_ndjson``)."""
+    return column.null_count() > 0 or (column.dtype.is_float() and bool(column.is_nan().any()))
+
+
 def frame_to_jsonl(
     source: Source,
     frame: pd.DataFrame | pl.DataFrame,
@@ -111,11 +116,7 @@ def frame_to_jsonl(
         if (
             not field.required
             and field.name in rendered.columns
-            and (
-                rendered[field.name].null_count() or rendered[field.name].is_nan().any()
-                if rendered.schema[field.name].is_float()
-                else rendered[field.name].null_count()
-            )
+            and _has_missing(rendered[field.name])
         ):
             text = text.replace(f',"{field.name}":null'.encode(), b"")
     return text
