@@ -14,7 +14,9 @@ rounds and ``K`` actions:
 Weights are ``w = target_prob / pscore``, clipped at ``max_weight`` when given (clipping trades
 variance for a downward bias). Confidence intervals are percentile bootstrap intervals over
 rounds with the reward model held fixed: they carry the sampling error of the rounds, not the
-error of ``q_hat`` itself, so the direct method's interval is too narrow to judge its bias. References: Horvitz & Thompson (1952); Swaminathan & Joachims (2015, SNIPS);
+error of ``q_hat`` itself, so the direct method's interval is too narrow to judge its bias.
+
+References: Horvitz & Thompson (1952); Swaminathan & Joachims (2015, SNIPS);
 Dudik, Langford & Li (2011, DR).
 """
 

@@ -26,6 +26,7 @@ import polars as pl
 
 from muma.contract import CONTRACT_VERSION, Reason, ScreenRegion, Source, partition_dir
 from muma.landing import frame_to_jsonl, write_partition_bytes
+from policy.slate import mix_uniform, plackett_luce_slates, softmax_weights
 
 from .config import SimulatorConfig
 from .world import DOMAINS, MediaWorld, sigmoid, to_ms
@@ -98,38 +99,9 @@ def _categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((probs.cumsum(axis=1) < draws).sum(axis=1), probs.shape[1] - 1)
 
 
-def plackett_luce_slates(
-    weights: np.ndarray, slate_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample slates without replacement and return each slot's exact propensity.
-
-    Args:
-        weights: ``R x C`` positive weights, each row summing to 1.
-        slate_size: ``K`` slots to fill.
-        rng: Random generator.
-
-    Returns:
-        ``R x K`` chosen column indices (slot order) and ``R x K`` propensities: the
-        probability of choosing that column for that slot given the slots above it,
-        ``w_j / (1 - sum of weights already chosen)``.
-    """
-    gumbel = np.log(weights) - np.log(-np.log(rng.random(weights.shape)))
-    top = np.argpartition(-gumbel, slate_size - 1, axis=1)[:, :slate_size]
-    order = np.take_along_axis(gumbel, top, axis=1).argsort(axis=1)[:, ::-1]
-    chosen = np.take_along_axis(top, order, axis=1)  # R x K
-    w = np.take_along_axis(weights, chosen, axis=1)  # R x K
-    taken_before = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, axis=1)[:, :-1]], axis=1)
-    remaining = np.maximum(1.0 - taken_before, w)  # guards rounding when little weight is left
-    return chosen, np.minimum(w / remaining, 1.0)
-
-
 def logging_policy_weights(scores: np.ndarray, temperature: float, epsilon: float) -> np.ndarray:
     """``(1 - epsilon) * softmax(scores / temperature) + epsilon / C`` per row."""
-    z = scores / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    soft = np.exp(z)
-    soft /= soft.sum(axis=1, keepdims=True)
-    return (1 - epsilon) * soft + epsilon / scores.shape[1]
+    return mix_uniform(softmax_weights(scores, temperature), epsilon)
 
 
 class HourGenerator:

@@ -1,0 +1,146 @@
+"""Slates with exact propensities: Plackett-Luce sampling, softmax, uniform mixing, floors.
+
+A *slate* fills ``K`` slots from ``C`` candidates without replacement. Every shown item is
+logged with its **slot-conditional propensity**: the probability that the policy put this
+item in this slot given the items in the slots above it (``muma.contract``'s ``propensity``).
+The product of a slate's slot propensities is the probability of the whole ordered slate.
+
+Candidates are rows of ``R x C`` arrays; a boolean ``valid`` mask marks real candidates (rows
+may have fewer than ``C``, padded). Masked candidates get weight 0 and are never shown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SlateError(ValueError):
+    """A slate cannot be filled as asked (too few candidates, floor too high, bad weights)."""
+
+
+def _valid_mask(shape: tuple[int, ...], valid: np.ndarray | None) -> np.ndarray:
+    if valid is None:
+        return np.ones(shape, dtype=bool)
+    if valid.shape != shape:
+        raise SlateError(f"valid mask has shape {valid.shape}, scores have {shape}")
+    return valid.astype(bool)
+
+
+def softmax_weights(
+    scores: np.ndarray, temperature: float, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """``R x C`` ``softmax(scores / temperature)`` over each row's valid candidates."""
+    if temperature <= 0:
+        raise SlateError("temperature must be positive")
+    mask = _valid_mask(scores.shape, valid)
+    z = np.where(mask, scores / temperature, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    weights = np.where(mask, np.exp(z), 0.0)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def mix_uniform(weights: np.ndarray, epsilon: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """``(1 - epsilon) * weights + epsilon / n_valid`` per row: explore with share epsilon."""
+    if not 0 <= epsilon <= 1:
+        raise SlateError("epsilon must be in [0, 1]")
+    mask = _valid_mask(weights.shape, valid)
+    uniform = mask / mask.sum(axis=1, keepdims=True)
+    return (1 - epsilon) * weights + epsilon * uniform
+
+
+def floor_weights(weights: np.ndarray, floor: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """Mix each row with the uniform distribution just enough that every valid weight >= floor.
+
+    A Plackett-Luce slot-conditional propensity is never below the item's first-slot weight
+    (the remaining mass only shrinks), so this floors every logged propensity.
+
+    Raises:
+        SlateError: ``floor`` exceeds ``1 / n_valid`` for some row (no distribution reaches it).
+    """
+    mask = _valid_mask(weights.shape, valid)
+    n_valid = mask.sum(axis=1, keepdims=True)
+    if floor <= 0:
+        return weights
+    if np.any(floor > 1 / n_valid + 1e-12):
+        raise SlateError(
+            f"propensity floor {floor} is above 1/candidates for a row with {int(n_valid.max())} "
+            "candidates; lower the floor or send fewer candidates"
+        )
+    lowest = np.where(mask, weights, np.inf).min(axis=1, keepdims=True)
+    share = np.clip((floor - lowest) / np.maximum(1 / n_valid - lowest, 1e-12), 0.0, 1.0)
+    return weights * (1 - share) + share * mask / n_valid
+
+
+def plackett_luce_slates(
+    weights: np.ndarray, slate_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample slates without replacement and return each slot's exact propensity.
+
+    Args:
+        weights: ``R x C`` non-negative weights, each row summing to 1, with at least
+            ``slate_size`` positive entries per row.
+        slate_size: ``K`` slots to fill.
+        rng: Random generator.
+
+    Returns:
+        ``R x K`` chosen column indices (slot order) and ``R x K`` propensities: the
+        probability of choosing that column for that slot given the slots above it,
+        ``w_j / (1 - sum of weights already chosen)``.
+    """
+    if np.any((weights > 0).sum(axis=1) < slate_size):
+        raise SlateError(f"a row has fewer than {slate_size} candidates with positive weight")
+    with np.errstate(divide="ignore"):
+        gumbel = np.log(weights) - np.log(-np.log(rng.random(weights.shape)))
+    top = np.argpartition(-gumbel, slate_size - 1, axis=1)[:, :slate_size]
+    order = np.take_along_axis(gumbel, top, axis=1).argsort(axis=1)[:, ::-1]
+    chosen = np.take_along_axis(top, order, axis=1)  # R x K
+    w = np.take_along_axis(weights, chosen, axis=1)  # R x K
+    taken_before = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, axis=1)[:, :-1]], axis=1)
+    remaining = np.maximum(1.0 - taken_before, w)  # guards rounding when little weight is left
+    return chosen, np.minimum(w / remaining, 1.0)
+
+
+def epsilon_greedy_slates(
+    scores: np.ndarray,
+    slate_size: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fill each slot with the best remaining candidate, or with prob. epsilon a uniform one.
+
+    Returns:
+        ``R x K`` chosen columns and their slot-conditional propensities
+        ``(1 - epsilon) * [best remaining] + epsilon / remaining``.
+    """
+    if not 0 <= epsilon <= 1:
+        raise SlateError("epsilon must be in [0, 1]")
+    mask = _valid_mask(scores.shape, valid).copy()
+    rows = np.arange(len(scores))
+    if np.any(mask.sum(axis=1) < slate_size):
+        raise SlateError(f"a row has fewer than {slate_size} valid candidates")
+    chosen = np.empty((len(scores), slate_size), dtype=np.int64)
+    propensity = np.empty((len(scores), slate_size))
+    for slot in range(slate_size):
+        remaining = mask.sum(axis=1)
+        best = np.where(mask, scores, -np.inf).argmax(axis=1)
+        explore = rng.random(len(scores)) < epsilon
+        # A uniform pick among the remaining valid candidates: rank of a random draw.
+        draw = (rng.random(len(scores)) * remaining).astype(np.int64)
+        uniform_pick = np.argmax(np.cumsum(mask, axis=1) > draw[:, None], axis=1)
+        pick = np.where(explore, uniform_pick, best)
+        propensity[:, slot] = (1 - epsilon) * (pick == best) + epsilon / remaining
+        chosen[:, slot] = pick
+        mask[rows, pick] = False
+    return chosen, propensity
+
+
+def greedy_slates(
+    scores: np.ndarray, slate_size: int, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``K`` by score; propensity 1 in every slot (no exploration, unusable for IPS)."""
+    mask = _valid_mask(scores.shape, valid)
+    if np.any(mask.sum(axis=1) < slate_size):
+        raise SlateError(f"a row has fewer than {slate_size} valid candidates")
+    order = np.argsort(-np.where(mask, scores, -np.inf), axis=1, kind="stable")[:, :slate_size]
+    return order, np.ones(order.shape)
