@@ -142,3 +142,33 @@ def read_interactions(curated_root: Path, start: datetime, end: datetime) -> pd.
             frame = frame.with_columns(pl.lit(path.parent.name.split("=", 1)[1]).alias("domain"))
         frames.append(frame)
     return pl.concat(frames, how="diagonal_relaxed").to_pandas()
+
+
+def read_items(curated_root: Path, end: datetime | None = None) -> pd.DataFrame:
+    """The curated item catalog as of ``end``: the latest row per ``item_id``.
+
+    Args:
+        curated_root: Root of the curated tables (``<root>/items/date=/hour=/domain=``).
+        end: Only catalog events landed before this hour (None: all).
+
+    Raises:
+        FileNotFoundError: No curated items exist.
+    """
+    base = Path(curated_root) / Source.ITEMS
+    files = []
+    for path in sorted(base.glob("date=*/hour=*/domain=*/*.parquet")):
+        hour = datetime.strptime(
+            f"{path.parents[2].name[5:]}T{path.parents[1].name[5:]}", "%Y-%m-%dT%H"
+        ).replace(tzinfo=UTC)
+        if end is None or hour < end:
+            files.append(path)
+    if not files:
+        raise FileNotFoundError(f"no curated items under {base}")
+    frames = [
+        pl.read_parquet(path).with_columns(
+            pl.lit(path.parent.name.split("=", 1)[1]).alias("domain")
+        )
+        for path in files
+    ]
+    catalog = pl.concat(frames, how="diagonal_relaxed").sort("ts")
+    return catalog.unique("item_id", keep="last", maintain_order=True).to_pandas()

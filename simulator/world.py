@@ -156,13 +156,15 @@ class MediaWorld:
         )
         start_ms, end_ms = to_ms(self.start), to_ms(self.end)
         backlog_ms = int(cfg.backlog_days * 24 * _MS_PER_HOUR)
-        # Two thirds of the catalog exist at the start, the rest is published during the range.
-        existing = rng.random(n) < 2 / 3
-        self.item_publish_ms = np.where(
-            existing,
-            rng.integers(start_ms - backlog_ms, start_ms, size=n) if backlog_ms else start_ms,
-            rng.integers(start_ms, end_ms, size=n),
-        ).astype(np.int64)
+        # Items are published at a constant rate from ``backlog_days`` before the start to the
+        # end, so the catalog of fresh items is stationary however long the range is: a front-
+        # loaded catalog would make CTR fall day after day with no drift injected.
+        first_ms = start_ms - backlog_ms if backlog_ms else start_ms
+        self.item_publish_ms = rng.integers(first_ms, max(end_ms, first_ms + 1), size=n).astype(
+            np.int64
+        )
+        if not backlog_ms:
+            self.item_publish_ms[: max(1, n // 2)] = start_ms
         self.item_duration_s = np.where(
             self.item_domain_idx == DOMAINS.index(Domain.VIDEO),
             np.round(rng.lognormal(np.log(300), 0.7, size=n), 1),
