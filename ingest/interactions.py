@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,13 +29,12 @@ from muma.contract import Reason, Source
 
 from .config import IngestParams
 from .job import (
-    STAGING_DIR,
     ReconciliationError,
     curated_partition_dir,
     quarantine_partition_dir,
     reconciliation_path,
 )
-from .publish import row_count, swap, write_json, write_parquet
+from .publish import row_count, staging_dir, swap, write_json, write_parquet
 from .schemas import DETAIL, FIELD, QUARANTINE_SCHEMA, RAW_LINE, REASON
 
 if TYPE_CHECKING:
@@ -201,7 +199,7 @@ def build_interactions(
             .sortWithinPartitions(RAW_LINE)
         )
 
-    staging = curated_root / STAGING_DIR / uuid.uuid4().hex
+    staging = staging_dir(curated_root)
     try:
         write_parquet(interactions, staging / INTERACTIONS, ["domain"])
         if unattributed is not None:

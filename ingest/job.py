@@ -1,4 +1,8 @@
-"""Ingest one landing partition into curated Parquet, a quarantine table and a reconciliation.
+"""Ingest landing partitions into curated Parquet, a quarantine table and reconciliations.
+
+One Spark job ingests a batch of one source's landing partitions (:func:`ingest_hours`; one
+partition: :func:`ingest_partition`); every landing partition still gets its own output
+directories and reconciliation file, exactly as if it had been ingested alone.
 
 Layout under ``curated_root`` (``date``/``hour`` are the *landing* partition's, so a rerun
 replaces exactly the directories one partition produced)::
@@ -18,22 +22,26 @@ from __future__ import annotations
 import math
 import shutil
 import time
-import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from muma.contract import Source, partition_dir
 
-from .classify import line_classifier
+from .classify import ACCEPTED, classify_lines
 from .config import IngestParams
-from .publish import row_count, swap, write_json, write_parquet
+from .publish import STAGING_DIR as STAGING_DIR
+from .publish import row_count, staging_dir, swap, write_json, write_parquet
 from .schemas import (
+    PARTITION_START,
     QUARANTINE_SCHEMA,
     RAW_LINE,
     REASON,
-    classified_schema,
     curated_schema,
     has_domain,
 )
@@ -43,7 +51,6 @@ if TYPE_CHECKING:
 
 QUARANTINE_TABLE = "quarantine"
 RECONCILIATION_DIR = "_reconciliation"
-STAGING_DIR = "_staging"
 
 
 class ReconciliationError(RuntimeError):
@@ -64,7 +71,8 @@ class IngestResult:
             partition or in an earlier curated partition.
         quarantined_by_reason: Quarantined rows per reason code.
         holds: ``records_read == curated + quarantined + duplicates_dropped``.
-        seconds: Wall time of the run.
+        seconds: Wall time of the run; in a batch, the batch's wall time shared out in
+            proportion to ``records_read``.
     """
 
     source: str
@@ -114,78 +122,316 @@ def reconciliation_path(curated_root: Path, source: Source | str, hour_start: da
     )
 
 
-def _earlier_curated_dirs(
-    curated_root: Path, source: Source, hour_start: datetime, allowed_lateness: timedelta
-) -> list[str]:
-    """Curated partitions that may already hold an event of this partition.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+_PATH_HOUR = r"/date=([0-9]{4}-[0-9]{2}-[0-9]{2})/hour=([0-9]{2})/"
 
-    An accepted event is at most ``allowed_lateness`` older than this partition, so its first
-    copy landed at most ``ceil(allowed_lateness / 1h) + 1`` hours earlier. Earlier landing
-    partitions win: ingest hours in order.
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def lookback_hours(allowed_lateness: timedelta) -> int:
+    """How many earlier hours may hold the first copy of an event accepted in an hour.
+
+    An accepted event is at most ``allowed_lateness`` older than its partition, so its first
+    copy landed at most ``ceil(allowed_lateness / 1h) + 1`` hours earlier.
     """
-    lookback = math.ceil(allowed_lateness / timedelta(hours=1)) + 1
+    return math.ceil(allowed_lateness / _HOUR) + 1
+
+
+def _partition_start_of_file():
+    """Epoch microseconds of the ``date=/hour=`` directory a row's file sits in."""
+    from pyspark.sql import functions as F
+
+    path = F.col("_metadata.file_path")
+    stamp = F.concat(
+        F.regexp_extract(path, _PATH_HOUR, 1), F.lit(" "), F.regexp_extract(path, _PATH_HOUR, 2)
+    )
+    return F.unix_micros(F.to_timestamp(stamp, "yyyy-MM-dd HH"))
+
+
+def _earlier_curated_ids(
+    spark: SparkSession,
+    curated_root: Path,
+    source: Source,
+    hours: list[datetime],
+    allowed_lateness: timedelta,
+) -> DataFrame | None:
+    """``event_id`` and partition of curated rows in hours outside the batch it looks back on.
+
+    Hours of the batch are excluded: the batch replaces them. Ingest hours in order: earlier
+    landing partitions win.
+    """
+    lookback = lookback_hours(allowed_lateness)
+    batch = set(hours)
+    earlier = sorted({hour - n * _HOUR for hour in hours for n in range(1, lookback + 1)} - batch)
     dirs = []
-    for back in range(1, lookback + 1):
-        directory = curated_partition_dir(curated_root, source, hour_start - timedelta(hours=back))
+    for hour in earlier:
+        directory = curated_partition_dir(curated_root, source, hour)
         if directory.is_dir() and any(directory.rglob("*.parquet")):
             dirs.append(str(directory))
-    return dirs
-
-
-def _classify(
-    spark: SparkSession,
-    landing_dir: Path,
-    source: Source,
-    hour_start: datetime,
-    params: IngestParams,
-) -> tuple[DataFrame, int]:
-    """Classified rows of one landing partition (cached) and the number of lines read."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import TimestampType
-
-    lines = spark.read.text(str(landing_dir)).where(F.length(F.trim("value")) > 0)
-    records_read = lines.count()
-    schema = classified_schema(source)
-    classifier = line_classifier(
-        source, hour_start, params.allowed_lateness, to_arrow_schema(schema)
+    if not dirs:
+        return None
+    return (
+        spark.read.option("basePath", str(Path(curated_root) / str(source)))
+        .parquet(*dirs)
+        .select("event_id", _partition_start_of_file().alias(PARTITION_START))
     )
-    # A gzip file is one task; spread the Python classification over the shuffle partitions.
-    parallelism = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    classified = lines.repartition(parallelism).mapInArrow(classifier, schema)
-    for column in curated_schema(source).fields:
-        if isinstance(column.dataType, TimestampType):
-            classified = classified.withColumn(column.name, F.timestamp_micros(column.name))
-    return classified.cache(), records_read
 
 
-def _flag_duplicates(
-    valid: DataFrame, earlier_dirs: list[str], table_dir: Path, spark: SparkSession
-) -> DataFrame:
-    """Add ``is_duplicate``: a repeated ``event_id`` in the partition, or one curated earlier.
+def _duplicate_copies(
+    copies: list[tuple[str, int, int]], earlier: list[tuple[str, int]], lookback: int
+) -> list[tuple[str, int, int]]:
+    """Which copies of repeated event ids are duplicates, as hour-by-hour ingest decides.
 
-    Within the partition the copy with the smallest raw line is kept, so the choice does not
-    depend on line order.
+    Args:
+        copies: ``(event_id, partition start, copy)`` of the batch's valid rows whose id
+            occurs more than once; ``copy`` numbers an id's rows within a partition by raw
+            line (1 = smallest).
+        earlier: ``(event_id, partition start)`` of rows already curated outside the batch.
+        lookback: :func:`lookback_hours`.
+
+    Returns:
+        The ``(event_id, partition start, copy)`` keys to drop: a copy is a duplicate when a
+        curated copy exists in its own partition or in the ``lookback`` hours before it.
+    """
+    span = lookback * (_HOUR // timedelta(microseconds=1))
+    kept: dict[str, list[int]] = {}
+    for event_id, start in earlier:
+        kept.setdefault(event_id, []).append(start)
+    dropped = []
+    for event_id, start, copy in sorted(copies):
+        curated = kept.setdefault(event_id, [])
+        if any(start - span <= other <= start for other in curated):
+            dropped.append((event_id, start, copy))
+        else:
+            curated.append(start)
+    return dropped
+
+
+def _deduplicated(
+    spark: SparkSession, valid: DataFrame, earlier: DataFrame | None, lookback: int
+) -> tuple[DataFrame, Counter[int]]:
+    """Valid rows without duplicates, and duplicates dropped per partition start.
+
+    Only ids occurring more than once (in the batch or in earlier curated hours) are looked
+    at row by row, on the driver; for the usual unique id this is one shuffle of ids.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    first = Window.partitionBy("event_id").orderBy(RAW_LINE)
-    flagged = valid.withColumn("_copy", F.row_number().over(first))
-    if earlier_dirs:
-        earlier = (
-            spark.read.option("basePath", str(table_dir))
-            .parquet(*earlier_dirs)
-            .select("event_id")
-            .distinct()
-            .withColumn("_curated_earlier", F.lit(True))
+    ids = valid.select("event_id", PARTITION_START)
+    if earlier is not None:
+        ids = ids.unionByName(earlier)
+    repeated = ids.groupBy("event_id").count().where("count > 1").select("event_id").cache()
+    try:
+        if repeated.isEmpty():
+            return valid, Counter()
+        first = Window.partitionBy("event_id", PARTITION_START).orderBy(RAW_LINE)
+        multi = valid.join(F.broadcast(repeated), "event_id", "left_semi").withColumn(
+            "_copy", F.row_number().over(first)
         )
-        flagged = flagged.join(F.broadcast(earlier), "event_id", "left")
-    else:
-        flagged = flagged.withColumn("_curated_earlier", F.lit(None).cast("boolean"))
-    return flagged.withColumn(
-        "is_duplicate", (F.col("_copy") > 1) | F.coalesce(F.col("_curated_earlier"), F.lit(False))
-    ).drop("_copy", "_curated_earlier")
+        copies = [
+            (row[0], row[1], row[2])
+            for row in multi.select("event_id", PARTITION_START, "_copy").collect()
+        ]
+        earlier_copies = (
+            []
+            if earlier is None
+            else [
+                (row[0], row[1])
+                for row in earlier.join(F.broadcast(repeated), "event_id", "left_semi").collect()
+            ]
+        )
+    finally:
+        repeated.unpersist()
+    dropped = _duplicate_copies(copies, earlier_copies, lookback)
+    by_partition = Counter(start for _, start, _ in dropped)
+    ids_seen = sorted({event_id for event_id, _, _ in copies})
+    singles = valid.join(
+        F.broadcast(spark.createDataFrame([(i,) for i in ids_seen], "event_id string")),
+        "event_id",
+        "left_anti",
+    )
+    if dropped:
+        drop = spark.createDataFrame(dropped, f"event_id string, {PARTITION_START} long, _copy int")
+        multi = multi.join(F.broadcast(drop), ["event_id", PARTITION_START, "_copy"], "left_anti")
+    kept = singles.unionByName(multi.drop("_copy"))
+    return kept, by_partition
+
+
+def _with_hour_columns(frame: DataFrame) -> DataFrame:
+    """Add ``date`` and ``hour`` strings of the landing partition (the output directories)."""
+    from pyspark.sql import functions as F
+
+    moment = F.timestamp_micros(F.col(PARTITION_START))
+    return frame.withColumn("date", F.date_format(moment, "yyyy-MM-dd")).withColumn(
+        "hour", F.date_format(moment, "HH")
+    )
+
+
+def _write_empty_quarantine(directory: Path) -> None:
+    """A schema-only quarantine file, so every published partition has a readable table."""
+    directory.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(
+        [pa.field(f.name, pa.string(), nullable=f.nullable) for f in QUARANTINE_SCHEMA.fields]
+    )
+    pq.write_table(schema.empty_table(), directory / "part-00000.snappy.parquet")
+
+
+def ingest_hours(
+    spark: SparkSession,
+    landing_root: Path,
+    curated_root: Path,
+    source: Source | str,
+    hours: list[datetime],
+    params: IngestParams,
+) -> list[IngestResult]:
+    """Curate, quarantine and reconcile several landing partitions of one source in one job.
+
+    Each partition gets the outputs and reconciliation that ingesting it alone, hour by hour
+    in order, would give: duplicates are decided against earlier partitions of the batch and
+    against curated partitions before it. Nothing is published unless every partition's
+    reconciliation holds.
+
+    Args:
+        spark: Session from :func:`ingest.spark.get_spark`.
+        landing_root: Root of the landing zone (holding ``v1/``).
+        curated_root: Root of the curated tables.
+        source: Landing source.
+        hours: Starts of the partitions' hours (aware datetimes; each must exist).
+        params: The ``ingest`` section of params.yaml.
+
+    Returns:
+        One result per hour, in hour order, as written to the reconciliation JSONs.
+
+    Raises:
+        FileNotFoundError: A landing partition does not exist.
+        ReconciliationError: A partition's records read differ from curated + quarantined +
+            duplicates; nothing of this batch is published then.
+        ValueError: ``hours`` is empty or repeats an hour.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampType
+
+    began = time.perf_counter()
+    source = Source(source)
+    hours = sorted(hour.astimezone(UTC) for hour in hours)
+    if not hours or len(set(hours)) != len(hours):
+        raise ValueError(f"need distinct hours to ingest, got {hours}")
+    landing_dirs = [partition_dir(landing_root, source, hour) for hour in hours]
+    for directory in landing_dirs:
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no landing partition at {directory}")
+    curated_root = Path(curated_root)
+    staging = staging_dir(curated_root)
+    lines = (
+        spark.read.text([str(directory) for directory in landing_dirs])
+        .where(F.length(F.trim("value")) > 0)
+        .select("value", _partition_start_of_file().alias(PARTITION_START))
+    )
+    annotated, fallback = classify_lines(lines, source, params.allowed_lateness)
+    annotated, fallback = annotated.cache(), fallback.cache()
+    try:
+        read = dict(annotated.groupBy(PARTITION_START).count().collect())
+        by_reason: dict[int, dict[str, int]] = {}
+        for start, reason, count in (
+            fallback.where(F.col(REASON).isNotNull())
+            .groupBy(PARTITION_START, REASON)
+            .count()
+            .collect()
+        ):
+            by_reason.setdefault(start, {})[reason] = count
+
+        columns = [f.name for f in curated_schema(source).fields]
+        timestamps = [
+            f.name for f in curated_schema(source).fields if isinstance(f.dataType, TimestampType)
+        ]
+        keep = [PARTITION_START, RAW_LINE, *columns]
+        valid = (
+            annotated.where(F.col(ACCEPTED))
+            .withColumnRenamed("value", RAW_LINE)
+            .select(*keep)
+            .unionByName(fallback.where(F.col(REASON).isNull()).select(*keep))
+        )
+        earlier = _earlier_curated_ids(spark, curated_root, source, hours, params.allowed_lateness)
+        kept, duplicates = _deduplicated(
+            spark, valid, earlier, lookback_hours(params.allowed_lateness)
+        )
+        for name in timestamps:
+            kept = kept.withColumn(name, F.timestamp_micros(name))
+
+        writers = min(len(hours), 4 * spark.sparkContext.defaultParallelism)
+        partition_by = ["domain"] if has_domain(source) else []
+        curated = (
+            _with_hour_columns(kept)
+            .select(*columns, "date", "hour")
+            .repartition(writers, "date", "hour")
+            .sortWithinPartitions("date", "hour", *partition_by, "event_id")
+        )
+        write_parquet(curated, staging / "curated", ["date", "hour", *partition_by])
+        quarantine = (
+            _with_hour_columns(fallback.where(F.col(REASON).isNotNull()))
+            .select(*QUARANTINE_SCHEMA.names, "date", "hour")
+            .repartition(writers, "date", "hour")
+            .sortWithinPartitions("date", "hour", REASON, RAW_LINE)
+        )
+        write_parquet(quarantine, staging / "quarantine", ["date", "hour"])
+
+        results = []
+        for hour in hours:
+            start = _micros(hour)
+            date, hh = _hour_parts(hour)
+            staged_curated = staging / "curated" / f"date={date}" / f"hour={hh}"
+            staged_quarantine = staging / "quarantine" / f"date={date}" / f"hour={hh}"
+            staged_curated.mkdir(parents=True, exist_ok=True)
+            if not staged_quarantine.is_dir():
+                _write_empty_quarantine(staged_quarantine)
+            reasons = by_reason.get(start, {})
+            result = IngestResult(
+                source=str(source),
+                hour_start=hour.isoformat(),
+                records_read=read.get(start, 0),
+                curated=row_count(staged_curated),
+                quarantined=row_count(staged_quarantine),
+                duplicates_dropped=duplicates.get(start, 0),
+                quarantined_by_reason=dict(sorted(reasons.items())),
+            )
+            result.holds = (
+                result.records_read
+                == result.curated + result.quarantined + result.duplicates_dropped
+                and result.quarantined == sum(reasons.values())
+            )
+            if not result.holds:
+                raise ReconciliationError(
+                    f"{source} {hour:%Y-%m-%dT%H}: read {result.records_read} != curated "
+                    f"{result.curated} + quarantined {result.quarantined} + duplicates "
+                    f"{result.duplicates_dropped}; nothing published"
+                )
+            results.append(result)
+
+        for hour in hours:
+            date, hh = _hour_parts(hour)
+            swap(
+                staging / "curated" / f"date={date}" / f"hour={hh}",
+                curated_partition_dir(curated_root, source, hour),
+            )
+            swap(
+                staging / "quarantine" / f"date={date}" / f"hour={hh}",
+                quarantine_partition_dir(curated_root, source, hour),
+            )
+        seconds = time.perf_counter() - began
+        total = sum(result.records_read for result in results)
+        for hour, result in zip(hours, results, strict=True):
+            share = result.records_read / total if total else 1 / len(results)
+            result.seconds = round(seconds * share, 3)
+            write_json(reconciliation_path(curated_root, source, hour), asdict(result))
+        return results
+    finally:
+        annotated.unpersist()
+        fallback.unpersist()
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def ingest_partition(
@@ -214,74 +460,4 @@ def ingest_partition(
         ReconciliationError: Records read differ from curated + quarantined + duplicates;
             nothing of this run is published then.
     """
-    from pyspark.sql import functions as F
-
-    began = time.perf_counter()
-    source = Source(source)
-    hour_start = hour_start.astimezone(UTC)
-    landing_dir = partition_dir(landing_root, source, hour_start)
-    if not landing_dir.is_dir():
-        raise FileNotFoundError(f"no landing partition at {landing_dir}")
-    curated_root = Path(curated_root)
-    staging = curated_root / STAGING_DIR / uuid.uuid4().hex
-    classified = None
-    try:
-        classified, records_read = _classify(spark, landing_dir, source, hour_start, params)
-        valid = classified.where(F.col(REASON).isNull())
-        earlier = _earlier_curated_dirs(curated_root, source, hour_start, params.allowed_lateness)
-        flagged = _flag_duplicates(valid, earlier, curated_root / str(source), spark)
-        duplicates = flagged.where("is_duplicate").count()
-
-        columns = [f.name for f in curated_schema(source).fields]
-        partition_by = ["domain"] if has_domain(source) else []
-        curated = (
-            flagged.where(~F.col("is_duplicate"))
-            .select(*columns)
-            .repartition(1)
-            .sortWithinPartitions(*partition_by, "event_id")
-        )
-        write_parquet(curated, staging / "curated", partition_by)
-
-        quarantine = (
-            classified.where(F.col(REASON).isNotNull())
-            .select(*QUARANTINE_SCHEMA.names)
-            .repartition(1)
-            .sortWithinPartitions(REASON, RAW_LINE)
-        )
-        write_parquet(quarantine, staging / "quarantine", [])
-        by_reason = {
-            row[REASON]: row["count"]
-            for row in classified.where(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()
-        }
-
-        result = IngestResult(
-            source=str(source),
-            hour_start=hour_start.isoformat(),
-            records_read=records_read,
-            curated=row_count(staging / "curated"),
-            quarantined=row_count(staging / "quarantine"),
-            duplicates_dropped=duplicates,
-            quarantined_by_reason=dict(sorted(by_reason.items())),
-        )
-        result.holds = (
-            result.records_read == result.curated + result.quarantined + result.duplicates_dropped
-            and result.quarantined == sum(by_reason.values())
-        )
-        if not result.holds:
-            raise ReconciliationError(
-                f"{source} {hour_start:%Y-%m-%dT%H}: read {result.records_read} != curated "
-                f"{result.curated} + quarantined {result.quarantined} + duplicates "
-                f"{result.duplicates_dropped}; nothing published"
-            )
-        swap(staging / "curated", curated_partition_dir(curated_root, source, hour_start))
-        swap(staging / "quarantine", quarantine_partition_dir(curated_root, source, hour_start))
-        result.seconds = round(time.perf_counter() - began, 3)
-        write_json(
-            reconciliation_path(curated_root, source, hour_start),
-            asdict(result),
-        )
-        return result
-    finally:
-        if classified is not None:
-            classified.unpersist()
-        shutil.rmtree(staging, ignore_errors=True)
+    return ingest_hours(spark, landing_root, curated_root, source, [hour_start], params)[0]

@@ -27,6 +27,9 @@ _SPARK_TYPES: dict[FieldType, DataType] = {
 RAW_LINE, REASON, FIELD, DETAIL = "raw_line", "reason", "field", "detail"
 """Columns the classifier adds: the line as it landed, and why (if at all) it is quarantined."""
 
+PARTITION_START = "_partition_start"
+"""Epoch microseconds of the landing partition's hour a line came from (batched runs)."""
+
 QUARANTINE_SCHEMA = StructType(
     [
         StructField(RAW_LINE, StringType(), nullable=False),

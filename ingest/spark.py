@@ -15,7 +15,11 @@ LOCAL_SHUFFLE_PARTITIONS = 4
 """An hour partition is a few hundred thousand rows at most: 200 shuffle tasks only add overhead."""
 
 
-def get_spark(settings_or_master: Settings | str | None = None, app_name: str = "muma-ingest"):
+def get_spark(
+    settings_or_master: Settings | str | None = None,
+    app_name: str = "muma-ingest",
+    driver_memory: str | None = None,
+):
     """Get or create the SparkSession for ``Settings.spark_master`` (default ``local[*]``).
 
     Local masters run in-process with UTC session time, few shuffle partitions, no web UI and
@@ -25,6 +29,8 @@ def get_spark(settings_or_master: Settings | str | None = None, app_name: str = 
     Args:
         settings_or_master: Settings object, a master URL, or ``None`` for ``local[*]``.
         app_name: Application name shown by the cluster manager.
+        driver_memory: JVM heap of the driver, e.g. ``"3g"`` (local masters: the executors
+            live in the driver); only takes effect when this call starts the JVM.
     """
     from pyspark.sql import SparkSession
 
@@ -44,7 +50,10 @@ def get_spark(settings_or_master: Settings | str | None = None, app_name: str = 
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
     )
+    if driver_memory is not None:
+        builder = builder.config("spark.driver.memory", driver_memory)
     if master.startswith("local"):
         # PySpark picks the workers' interpreter from the environment, not from the conf.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -1,0 +1,188 @@
+"""Ingest a range of hours: every source's landing partitions, then the interactions.
+
+:func:`ingest_range` is what ``muma ingest --start/--end`` and the DAG call. It batches up to
+``hours_per_batch`` hours of one source into one Spark job (:func:`ingest.job.ingest_hours`),
+which keeps per-partition outputs, reconciliation files, staged swaps and byte-identical
+reruns while paying Spark's fixed cost per batch instead of per partition.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from muma.contract import Source, partition_dir
+
+from .config import IngestParams
+from .interactions import InteractionsResult, build_interactions
+from .job import IngestResult, ingest_hours
+from .publish import Cleanup, remove_abandoned
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+HOURS_PER_BATCH = 24
+"""Hours of one source per Spark job: a day amortises the fixed cost and bounds the cache."""
+
+
+@dataclass
+class RangeResult:
+    """What :func:`ingest_range` did.
+
+    Attributes:
+        partitions: One result per ingested (source, hour), in hour order.
+        interactions: One result per interactions hour built.
+        absent: ``(source, hour)`` pairs of the range without a landing partition.
+        cleanup: Leftovers of killed runs removed before starting.
+        ingest_seconds: Wall time of the partitions' ingest.
+        interactions_seconds: Wall time of the interactions builds.
+    """
+
+    partitions: list[IngestResult] = field(default_factory=list)
+    interactions: list[InteractionsResult] = field(default_factory=list)
+    absent: list[tuple[str, str]] = field(default_factory=list)
+    cleanup: Cleanup = field(default_factory=Cleanup)
+    ingest_seconds: float = 0.0
+    interactions_seconds: float = 0.0
+
+    @property
+    def records_read(self) -> int:
+        return sum(result.records_read for result in self.partitions)
+
+    @property
+    def curated(self) -> int:
+        return sum(result.curated for result in self.partitions)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(result.quarantined for result in self.partitions)
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return sum(result.duplicates_dropped for result in self.partitions)
+
+    @property
+    def quarantined_by_reason(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for result in self.partitions:
+            total.update(result.quarantined_by_reason)
+        return dict(sorted(total.items()))
+
+    @property
+    def seconds(self) -> float:
+        return self.ingest_seconds + self.interactions_seconds
+
+    @property
+    def events_per_second(self) -> float:
+        """Records read per second of the whole run (ingest and interactions)."""
+        return self.records_read / self.seconds if self.seconds else math.nan
+
+    def totals(self) -> dict:
+        """Totals as a JSON-ready dict (for the CLI and the benchmark)."""
+        return {
+            "partitions": len(self.partitions),
+            "absent": len(self.absent),
+            "interactions_hours": len(self.interactions),
+            "records_read": self.records_read,
+            "curated": self.curated,
+            "quarantined": self.quarantined,
+            "duplicates_dropped": self.duplicates_dropped,
+            "quarantined_by_reason": self.quarantined_by_reason,
+            "ingest_seconds": round(self.ingest_seconds, 3),
+            "interactions_seconds": round(self.interactions_seconds, 3),
+            "events_per_second": round(self.events_per_second, 1),
+        }
+
+
+def range_hours(start: datetime, end: datetime) -> list[datetime]:
+    """Hour starts in ``[start, end)``; both must be aware and on the hour."""
+    for moment in (start, end):
+        if moment.tzinfo is None:
+            raise ValueError(f"{moment} has no time zone")
+        if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
+            raise ValueError(f"{moment} is not on the hour")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if end <= start:
+        raise ValueError(f"empty range: end {end} is not after start {start}")
+    count = (end - start) // timedelta(hours=1)
+    return [start + n * timedelta(hours=1) for n in range(count)]
+
+
+def ingest_range(
+    spark: SparkSession,
+    landing_root: Path,
+    curated_root: Path,
+    start: datetime,
+    end: datetime,
+    params: IngestParams,
+    sources: list[Source | str] | None = None,
+    hours_per_batch: int = HOURS_PER_BATCH,
+    interactions: bool = True,
+) -> RangeResult:
+    """Ingest every (source, hour) of ``[start, end)`` in hour order, then the interactions.
+
+    Hours go in batches of ``hours_per_batch``; within a batch each source is one Spark job.
+    Interactions of hour H are built once the clicks and views of H .. H + ceil(window) are
+    ingested, or the range ends (the last hours then see the clicks the range holds).
+
+    Args:
+        spark: Session from :func:`ingest.spark.get_spark`.
+        landing_root: Root of the landing zone (holding ``v1/``).
+        curated_root: Root of the curated tables.
+        start: First hour (inclusive, aware, on the hour).
+        end: End of the range (exclusive).
+        params: The ``ingest`` section of params.yaml.
+        sources: Sources to ingest (default: all). Interactions need impressions.
+        hours_per_batch: Hours of one source per Spark job.
+        interactions: Whether to build the interactions table.
+
+    Returns:
+        Per-partition and per-hour results with totals.
+
+    Raises:
+        ValueError: Bad range or ``hours_per_batch`` below 1.
+        ingest.job.ReconciliationError: A batch did not reconcile; earlier batches stay
+            published, that batch and later ones are not.
+    """
+    if hours_per_batch < 1:
+        raise ValueError(f"hours_per_batch must be at least 1, got {hours_per_batch}")
+    hours = range_hours(start, end)
+    chosen = [Source(source) for source in (sources or list(Source))]
+    order = [source for source in Source if source in chosen]
+    result = RangeResult(cleanup=remove_abandoned(curated_root))
+    span = math.ceil(params.attribution_window / timedelta(hours=1))
+    pending: list[datetime] = []
+    for first in range(0, len(hours), hours_per_batch):
+        batch = hours[first : first + hours_per_batch]
+        began = time.perf_counter()
+        for source in order:
+            present = []
+            for hour in batch:
+                if partition_dir(landing_root, source, hour).is_dir():
+                    present.append(hour)
+                else:
+                    result.absent.append((str(source), hour.isoformat()))
+            if present:
+                result.partitions.extend(
+                    ingest_hours(spark, landing_root, curated_root, source, present, params)
+                )
+                if source is Source.IMPRESSIONS:
+                    pending.extend(present)
+        result.ingest_seconds += time.perf_counter() - began
+        if not interactions:
+            continue
+        ingested_until = batch[-1] + timedelta(hours=1)
+        is_last = first + hours_per_batch >= len(hours)
+        ready = [h for h in pending if is_last or h + timedelta(hours=span + 1) <= ingested_until]
+        began = time.perf_counter()
+        for hour in ready:
+            result.interactions.append(build_interactions(spark, curated_root, hour, params))
+        pending = [h for h in pending if h not in ready]
+        result.interactions_seconds += time.perf_counter() - began
+    result.partitions.sort(key=lambda r: (r.hour_start, list(Source).index(Source(r.source))))
+    return result
