@@ -1,0 +1,419 @@
+"""Feature store speed: online reads, pushes, freshness, materialisation and Redis memory.
+
+Side by side in one run, against the Redis server of ``MUMA_REDIS_URL`` (default
+``redis://127.0.0.1:6379/13``) under a throw-away Feast project whose keys are deleted after:
+
+- online read of one user plus 300 candidate items: (a) one naive ``get_online_features``
+  call, (b) :class:`feature_repo.online.RedisFeatureReader`, (c) the same pipelined ``HMGET``
+  with replies left undecoded (the Redis floor); p50 and p99;
+- push: one event through :class:`feature_repo.realtime.RealtimeUpdater` and one bare
+  ``FeatureStore.push`` row (latency), and batches of events (events/s and rows/s);
+- freshness: an event's arrival to its value being readable with the fast reader;
+- materialisation rows/s and ``MEMORY USAGE`` bytes per user and per item.
+
+Offline tables are synthetic rows shaped exactly as :mod:`feature_repo.tables` declares.
+Targets (issue 4): read p99 <= 5 ms, >= 10x the naive path, <= 10x the floor; freshness
+p99 <= 10 ms; batched push >= 20,000 events/s; user batch features < 2 KB in Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.common import conditions, med, save
+
+T0 = datetime(2026, 11, 1, 1, tzinfo=UTC)
+CANDIDATES = 300
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def _column(dtype, count: int, rng: np.random.Generator) -> list | np.ndarray:
+    from feature_repo.tables import Dtype
+
+    if dtype is Dtype.DOUBLE:
+        return rng.random(count) * 100
+    if dtype is Dtype.FLOAT:
+        return rng.random(count).astype(np.float32)
+    if dtype is Dtype.BIGINT:
+        return rng.integers(0, 1000, count)
+    if dtype is Dtype.STRING:
+        return [f"v{n}" for n in rng.integers(0, 50, count)]
+    if dtype is Dtype.FLOAT_ARRAY:
+        return list(rng.random((count, 12)).astype(np.float32))
+    if dtype is Dtype.STRING_ARRAY:
+        return [[f"i{n}" for n in row] for row in rng.integers(0, 10**6, (count, 50))]
+    return list(rng.integers(1_790_000_000, 1_800_000_000, (count, 50)))
+
+
+def write_tables(data_root: Path, users: int, items: int, seed: int = 0) -> dict[str, int]:
+    """One snapshot (T0) of every offline table, ``users`` and ``items`` rows; rows per table."""
+    from feature_repo.config import FeaturesParams
+    from feature_repo.tables import USER_ID, feature_tables, partition_dir
+
+    rng = np.random.default_rng(seed)
+    params = FeaturesParams()
+    rows = {}
+    for table in feature_tables(params).values():
+        count = users if table.entity_key == USER_ID else items
+        prefix = "u" if table.entity_key == USER_ID else "i"
+        data = {
+            table.entity_key: [f"{prefix}{n}" for n in range(count)],
+            table.timestamp_column: pd.to_datetime([T0] * count, utc=True),
+            table.created_column: pd.to_datetime([T0] * count, utc=True),
+        }
+        for column in table.features:
+            data[column.name] = _column(column.dtype, count, rng)
+        directory = partition_dir(data_root / params.features_dir, table.name, T0)
+        directory.mkdir(parents=True)
+        pd.DataFrame(data).to_parquet(directory / "part-00000.snappy.parquet")
+        rows[table.name] = count
+    return rows
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_s) * 1e3
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 3),
+        "p99_ms": round(float(np.percentile(values, 99)), 3),
+    }
+
+
+def timed(fn, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - began)
+    return samples
+
+
+def measure_reads(store, reader, client, users: int, items: int, repeats: int, seed: int) -> dict:
+    from feature_repo.tables import ITEM_STATS, USER_STATS
+
+    rng = np.random.default_rng(seed)
+    user_plan = reader.plans["user_id"]
+    item_plan = reader.plans["item_id"]
+    user_refs = [f"{USER_STATS}:{name}" for name in reader.plans["user_id"].views[0].features]
+    item_refs = [f"{ITEM_STATS}:{name}" for name in reader.plans["item_id"].views[0].features]
+    requests = []
+    for _ in range(repeats):
+        user = f"u{rng.integers(0, users)}"
+        candidates = [f"i{n}" for n in rng.choice(items, CANDIDATES, replace=False)]
+        requests.append((user, candidates))
+
+    def naive(user, candidates):
+        store.get_online_features(
+            features=user_refs + item_refs,
+            entity_rows=[{"user_id": user, "item_id": item} for item in candidates],
+        ).to_dict()
+
+    def fast(user, candidates):
+        reader.read({"user_id": [user], "item_id": candidates})
+
+    def floor(user, candidates):
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(user_plan.keys([user])[0], user_plan.fields)
+        for key in item_plan.keys(candidates):
+            pipe.hmget(key, item_plan.fields)
+        pipe.execute()
+
+    out = {}
+    for name, fn in (("naive", naive), ("fast", fast), ("floor", floor)):
+        fn(*requests[0])  # warm-up: connections, registry cache
+        samples = []
+        for user, candidates in requests:
+            began = time.perf_counter()
+            fn(user, candidates)
+            samples.append(time.perf_counter() - began)
+        out[name] = percentiles(samples)
+    out["features_per_item"] = len(item_refs)
+    out["features_per_user"] = len(user_refs)
+    return out
+
+
+def measure_push(updater, reader, repeats: int, batch_events: int, seed: int) -> dict:
+    """Single-event latency, freshness and batched throughput through ``updater``."""
+    from feature_repo.realtime import REALTIME_TABLE, UPDATED_TS
+
+    rng = np.random.default_rng(seed)
+    base = T0.timestamp() + 86_400 + seed * 10_000
+    domains = np.array(["news", "video", "ad"])
+
+    def event(user: str, ts: float) -> dict:
+        return {
+            "user_id": user,
+            "item_id": f"i{rng.integers(0, 1000)}",
+            "domain": str(domains[rng.integers(0, 3)]),
+            "kind": "click",
+            "ts": ts,
+        }
+
+    single, fresh = [], []
+    for step in range(repeats):
+        user = f"rt{seed}-{step % 50}"
+        ts = base + step
+        arrived = time.perf_counter()
+        updater.push_events([event(user, ts)])
+        pushed = time.perf_counter()
+        while reader.read_frame(REALTIME_TABLE, [user], [UPDATED_TS])[UPDATED_TS].iloc[0] != ts:
+            pass
+        readable = time.perf_counter()
+        single.append(pushed - arrived)
+        fresh.append(readable - arrived)
+
+    users = [f"bt{seed}-{n}" for n in range(max(1, batch_events // 5))]
+    batches = []
+    for batch in range(3):
+        stamps = base + 1000 + batch * 100 + rng.random(batch_events) * 50
+        frame = pd.DataFrame(
+            {
+                "user_id": rng.choice(users, batch_events),
+                "item_id": [f"i{n}" for n in rng.integers(0, 1000, batch_events)],
+                "domain": domains[rng.integers(0, 3, batch_events)],
+                "kind": np.where(rng.random(batch_events) < 0.3, "click", "view"),
+                "ts": stamps,
+                "dwell_ms": rng.integers(0, 60_000, batch_events),
+            }
+        )
+        began = time.perf_counter()
+        result = updater.push_events(frame)
+        batches.append((time.perf_counter() - began, result))
+    seconds = med([s for s, _ in batches])
+    return {
+        "single_event": percentiles(single),
+        "freshness": percentiles(fresh),
+        "batch_events": batch_events,
+        "batch_rows": batches[0][1].rows,
+        "batched_events_per_second": round(batch_events / seconds),
+        "batched_rows_per_second": round(batches[0][1].rows / seconds),
+        "batch_split_ms": {
+            "read": round(med([r.read_ms for _, r in batches]), 1),
+            "fold": round(med([r.fold_ms for _, r in batches]), 1),
+            "write": round(med([r.push_ms for _, r in batches]), 1),
+        },
+    }
+
+
+def measure_bare_push(store, updater, repeats: int) -> dict:
+    """One row through ``FeatureStore.push`` alone (Feast's own path, for reference)."""
+    from feast.data_source import PushMode
+
+    from feature_repo.data_sources import REALTIME_PUSH_SOURCE
+
+    event = {"user_id": "bare", "item_id": "i", "domain": "news", "kind": "click", "ts": 1.8e9}
+    row = updater.push_events([event]).pushed
+
+    def bare_push():
+        row["event_timestamp"] = row["event_timestamp"] + pd.Timedelta(milliseconds=1)
+        store.push(REALTIME_PUSH_SOURCE, row, to=PushMode.ONLINE)
+
+    return percentiles(timed(bare_push, repeats))
+
+
+def memory_per_entity(client, reader, users: int, items: int, sample: int = 200) -> dict:
+    user_plan, item_plan = reader.plans["user_id"], reader.plans["item_id"]
+    rng = np.random.default_rng(7)
+    user_keys = user_plan.keys([f"u{n}" for n in rng.choice(users, min(sample, users), False)])
+    item_keys = item_plan.keys([f"i{n}" for n in rng.choice(items, min(sample, items), False)])
+    return {
+        "bytes_per_user_batch": round(med([client.memory_usage(k, samples=0) for k in user_keys])),
+        "bytes_per_item": round(med([client.memory_usage(k, samples=0) for k in item_keys])),
+    }
+
+
+def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events: int) -> dict:
+    from feature_repo.config import FeaturesParams
+    from feature_repo.online import RedisFeatureReader, ViewSpec, redis_client
+    from feature_repo.realtime import RealtimeUpdater, RedisRealtimeWriter, realtime_table
+    from feature_repo.store import FeastParams, apply, materialize
+    from feature_repo.tables import (
+        ITEM_STATS,
+        USER_GAZE,
+        USER_SEQUENCE,
+        USER_SOCIAL,
+        USER_STATS,
+        feature_tables,
+    )
+    from muma.settings import Settings
+
+    project = f"muma_bench_{uuid.uuid4().hex[:8]}"
+    client = redis_client(redis_url)
+    feast = FeastParams(project=project)
+    try:
+        with tempfile.TemporaryDirectory(prefix="muma-bench-feast-") as tmp:
+            root = Path(tmp)
+            rows = write_tables(root, users, items)
+            settings = Settings(data_root=root, redis_url=redis_url)
+            store = apply(settings, FeaturesParams(), feast)
+            load = materialize(
+                settings, T0 - timedelta(hours=1), T0 + timedelta(hours=1), feast=feast
+            )
+            tables = feature_tables(FeaturesParams())
+            batch_user_views = [USER_STATS, USER_SOCIAL, USER_GAZE, USER_SEQUENCE]
+            reader = RedisFeatureReader(
+                client,
+                project,
+                {
+                    "user_id": [ViewSpec.from_table(tables[USER_STATS])],
+                    "item_id": [ViewSpec.from_table(tables[ITEM_STATS])],
+                },
+            )
+            memory = memory_per_entity(client, reader, users, items)
+            reads = measure_reads(store, reader, client, users, items, repeats, seed=1)
+            realtime_reader = RedisFeatureReader(
+                client,
+                project,
+                {"user_id": [ViewSpec.from_table(realtime_table(feast.realtime_half_life_hours))]},
+            )
+            half_life = feast.realtime_half_life_hours
+            via_feast = RealtimeUpdater(store, half_life, realtime_reader)
+            writer = RedisRealtimeWriter(client, project, half_life)
+            direct = RealtimeUpdater(store, half_life, realtime_reader, writer)
+            push = {
+                "feast": measure_push(via_feast, realtime_reader, repeats, batch_events, seed=2),
+                "direct": measure_push(direct, realtime_reader, repeats, batch_events, seed=3),
+                "bare_feast_push_one_row": measure_bare_push(store, via_feast, repeats),
+            }
+    finally:
+        keys = list(client.scan_iter(match=b"*" + project.encode(), count=5000))
+        for start in range(0, len(keys), 10_000):
+            client.delete(*keys[start : start + 10_000])
+    return {
+        "reads": reads,
+        "push": push,
+        "memory": memory,
+        "materialize": {
+            "rows": load.rows,
+            "rows_by_table": rows,
+            "seconds": round(load.seconds, 2),
+            "rows_per_second": round(load.rows_per_second),
+        },
+        "user_batch_views": batch_user_views,
+    }
+
+
+def main(quick: bool = False, redis_url: str | None = None) -> dict:
+    redis_url = redis_url or DEFAULT_REDIS_URL
+    # Full: 1M offline rows (200k users x 4 user tables + 200k items); quick: 25k rows, as
+    # Feast's materialisation (Dask, protobuf per value) runs at hundreds of rows/s here.
+    users, items = (5_000, 5_000) if quick else (200_000, 200_000)
+    repeats = 100 if quick else 300
+    runs = [
+        run_once(redis_url, users, items, repeats, batch_events=5_000 if quick else 20_000)
+        for _ in range(1 if quick else 3)
+    ]
+
+    def pick(*path: str) -> float:
+        values = []
+        for run in runs:
+            value = run
+            for part in path:
+                value = value[part]
+            values.append(value)
+        return med(values)
+
+    reads = {
+        name: {stat: pick("reads", name, stat) for stat in ("p50_ms", "p99_ms")}
+        for name in ("naive", "fast", "floor")
+    }
+    result = {
+        **conditions(),
+        "runs": len(runs),
+        "users": users,
+        "items": items,
+        "candidates": CANDIDATES,
+        "features_per_item": runs[0]["reads"]["features_per_item"],
+        "features_per_user": runs[0]["reads"]["features_per_user"],
+        "reads": reads,
+        "fast_vs_naive_p99": round(reads["naive"]["p99_ms"] / reads["fast"]["p99_ms"], 1),
+        "fast_vs_floor_p99": round(reads["fast"]["p99_ms"] / reads["floor"]["p99_ms"], 2),
+        "bare_feast_push_one_row": {
+            stat: pick("push", "bare_feast_push_one_row", stat) for stat in ("p50_ms", "p99_ms")
+        },
+        "push": {
+            path: {
+                "single_event": {
+                    stat: pick("push", path, "single_event", stat) for stat in ("p50_ms", "p99_ms")
+                },
+                "freshness": {
+                    stat: pick("push", path, "freshness", stat) for stat in ("p50_ms", "p99_ms")
+                },
+                "batched_events_per_second": round(pick("push", path, "batched_events_per_second")),
+                "batched_rows_per_second": round(pick("push", path, "batched_rows_per_second")),
+                "batch_split_ms": runs[0]["push"][path]["batch_split_ms"],
+            }
+            for path in ("feast", "direct")
+        },
+        "batch_events": runs[0]["push"]["feast"]["batch_events"],
+        "batch_rows": runs[0]["push"]["feast"]["batch_rows"],
+        "materialize_rows": runs[0]["materialize"]["rows"],
+        "materialize_rows_per_second": round(pick("materialize", "rows_per_second")),
+        "redis_bytes_per_user_batch": round(pick("memory", "bytes_per_user_batch")),
+        "redis_bytes_per_item": round(pick("memory", "bytes_per_item")),
+        "user_batch_views": runs[0]["user_batch_views"],
+        "targets": {
+            "read_p99_ms": 5,
+            "fast_vs_naive": 10,
+            "fast_vs_floor": 10,
+            "freshness_p99_ms": 10,
+            "batched_events_per_second": 20_000,
+            "user_batch_bytes": 2048,
+        },
+    }
+    save("features", result)
+    return result
+
+
+def table(result: dict) -> str:
+    """The figures as a plain-text table."""
+    rows = [
+        ("read 1 user + 300 items: naive Feast", result["reads"]["naive"]),
+        ("read 1 user + 300 items: fast reader", result["reads"]["fast"]),
+        ("read 1 user + 300 items: raw Redis floor", result["reads"]["floor"]),
+        ("bare FeatureStore.push, one row", result["bare_feast_push_one_row"]),
+    ]
+    for path in ("feast", "direct"):
+        rows += [
+            (f"push one event ({path} write)", result["push"][path]["single_event"]),
+            (f"freshness, arrival -> readable ({path})", result["push"][path]["freshness"]),
+        ]
+    lines = [f"{'measure':46} {'p50 ms':>10} {'p99 ms':>10}"]
+    lines += [f"{name:46} {stat['p50_ms']:>10} {stat['p99_ms']:>10}" for name, stat in rows]
+    lines += [
+        "",
+        f"fast vs naive p99: x{result['fast_vs_naive_p99']}; "
+        f"fast / floor p99: x{result['fast_vs_floor_p99']}",
+    ]
+    for path in ("feast", "direct"):
+        push = result["push"][path]
+        lines.append(
+            f"batched push ({path}): {push['batched_events_per_second']:,} events/s, "
+            f"{push['batched_rows_per_second']:,} user rows/s ({result['batch_events']:,} events "
+            f"-> {result['batch_rows']:,} rows per batch; split ms {push['batch_split_ms']})"
+        )
+    lines += [
+        f"materialise: {result['materialize_rows_per_second']:,} rows/s "
+        f"({result['materialize_rows']:,} rows)",
+        f"Redis bytes per user (batch views {', '.join(result['user_batch_views'])}): "
+        f"{result['redis_bytes_per_user_batch']:,}; per item: {result['redis_bytes_per_item']:,}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="25k offline rows, one run")
+    parser.add_argument("--redis-url", default=None, help=f"default {DEFAULT_REDIS_URL}")
+    args = parser.parse_args()
+    figures = main(args.quick, args.redis_url)
+    print(table(figures))
+    print(json.dumps(figures, indent=2))
