@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import bench_simulator
+from bench import bench_features, bench_ingest, bench_model, bench_monitoring, bench_simulator
 from bench.common import RESULTS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -36,14 +36,47 @@ def write_doc(results: dict) -> None:
             f"{longer['events']:,} events, peak RSS {longer['peak_rss_mb_median']} MB "
             f"(x{sim['memory_growth_ratio']} of 1 day) | same world; {cond} |",
         ]
+    ingest = results.get("ingest")
+    if ingest:
+        cond = (
+            f"local[2], driver {ingest['driver_memory']}, {ingest['users']:,} users, "
+            f"{ingest['machine']}, {ingest['date']}"
+        )
+        for title, row in bench_ingest.table_rows(ingest):
+            lines.append(
+                f"| ingest: {title} | {row['events_per_second_median']:,} events/s "
+                f"(runs {row['events_per_second_runs']}), {row['records']:,} records in "
+                f"{row['seconds_median']} s, {row['events_per_cpu_second_median']:,} events "
+                f"per CPU second, peak RSS {row['peak_rss_mb_max']:,} MB | "
+                f"{row['hours']} hours; {cond}; load average {row['load_average_1m_runs']} |"
+            )
+        if "time_ratio_10x" in ingest:
+            lines.append(
+                f"| ingest: 10x events | {ingest['time_ratio_10x']}x the time of 1M "
+                f"(target <= {ingest['target_time_ratio_10x']}) | medians above |"
+            )
     DOC.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 10 minutes")
+    parser.add_argument(
+        "--only",
+        choices=["simulator", "ingest", "features", "model", "monitoring"],
+        help="run one benchmark; the others keep their last results",
+    )
     args = parser.parse_args()
-    bench_simulator.main(quick=args.quick)
+    if args.only in (None, "simulator"):
+        bench_simulator.main(quick=args.quick)
+    if args.only in (None, "ingest"):
+        bench_ingest.main(quick=args.quick)
+    if args.only in (None, "features"):
+        bench_features.main(quick=args.quick)
+    if args.only in (None, "model"):
+        bench_model.main(quick=args.quick, write=True)
+    if args.only in (None, "monitoring"):
+        bench_monitoring.main(quick=args.quick)
     results = json.loads(RESULTS.read_text())
     write_doc(results)
     print(json.dumps(results, indent=2))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -142,56 +142,308 @@ def simulate(
     typer.echo(json.dumps(result))
 
 
+OBD_SAMPLE = Path("../shared/data/open_bandit_dataset_sample")
+
+
 @app.command()
 def demo(
     reports: Annotated[Path, typer.Option(help="Where the demo summary is written.")] = Path(
         "reports/demo"
     ),
+    validate_hours: Annotated[
+        int,
+        typer.Option(
+            help="Validate the last N curated hours of every table (0: all hours).", min=0
+        ),
+    ] = 3,
 ) -> None:
-    """Run the main job end to end on embedded defaults and say where the outputs are.
+    """Run the pipeline end to end on embedded defaults and say where the outputs are.
 
-    Until the later stages land, the main job is the simulator: a simulated day of
-    news, video and ad traffic with exact logged propensities.
+    Stages, in order: simulate a day of news, video and ad traffic (params.yaml) -> Spark
+    ingest with quarantine and reconciliation -> Great Expectations on curated partitions ->
+    Spark feature build -> Feast registry and online store -> Evidently drift monitoring ->
+    off-policy evaluation on the Open Bandit sample. Training and serving join as they land.
     """
-    from simulator.config import SimulateParams
-    from simulator.logs import simulate as run_simulation
+    settings = _settings()
+    reports.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def run(name: str, command, **arguments) -> None:
+        console.rule(f"demo: {name}")
+        began = time.perf_counter()
+        command(**arguments)
+        timings[name] = round(time.perf_counter() - began, 1)
+
+    began = time.perf_counter()
+    run("simulate", simulate)
+    run("ingest", ingest)
+    if validate_hours:
+        from ingest.config import IngestParams
+
+        from .landing import partition_hours
+
+        curated_root = settings.data_root / _load(settings, "ingest", IngestParams).curated_dir
+        last = partition_hours(curated_root, "interactions")[-1] + timedelta(hours=1)
+        first = last - timedelta(hours=validate_hours)
+        run("validate", validate, start=first.isoformat(), end=last.isoformat())
+    else:
+        run("validate", validate)
+    run("features", features_build)
+    run("feast apply", features_apply)
+    run("materialize", features_materialize)
+    run("monitor", monitor)
+    if OBD_SAMPLE.is_dir():
+        run("ope", policy_evaluate, obd=OBD_SAMPLE)
+    outputs = {
+        "landing zone": f"{settings.landing_root}/v1/",
+        "simulator ground truth": f"{settings.data_root}/simulator/",
+        "curated tables, quarantine, reconciliations": f"{settings.data_root}/curated/",
+        "validation reports and Data Docs": "reports/validation/ (data_docs/index.html)",
+        "offline features": f"{settings.data_root}/features/",
+        "Feast registry and online store": f"{settings.data_root}/feast/"
+        + (" (online: Redis)" if settings.redis_url else " (online: SQLite)"),
+        "drift report and decision": "reports/monitoring/<date>/, metrics/monitor.json",
+        "off-policy evaluation": "metrics/ope_obd.json",
+        "stage metrics": "metrics/*.json",
+    }
+    summary = {
+        "seed": _seed(settings, None),
+        "stage_seconds": timings,
+        "wall_seconds": round(time.perf_counter() - began, 1),
+        "outputs": outputs,
+        "stages_pending": ["train", "evaluate", "policy simulate", "serve"],
+    }
+    (reports / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    console.rule("MUMA demo: done")
+    view = Table("output", "where", title=f"outputs ({summary['wall_seconds']} s)")
+    for name, where in outputs.items():
+        view.add_row(name, where)
+    console.print(view)
+    console.print(
+        "Not yet in the demo: training the ranker, the closed-loop policy run and the serving "
+        f"API (see the issues). Summary: {reports / 'summary.json'}"
+    )
+
+
+_DATE_HELP = "Landing date YYYY-MM-DD (UTC); with --hour one hour, else the whole day."
+_HOUR_HELP = "Hour 0-23 of --date."
+_START_HELP = "Range start, ISO-8601 with offset (instead of --date)."
+_END_HELP = "Range end, exclusive, ISO-8601 with offset."
+
+
+def _hour_window(
+    date: str | None,
+    hour: int | None,
+    start: str | None,
+    end: str | None,
+    found: list[datetime],
+) -> tuple[datetime, datetime]:
+    """``[start, end)`` from --date/--hour, --start/--end, or every partition ``found``."""
+    if date is not None and (start is not None or end is not None):
+        raise typer.BadParameter(
+            "give --date/--hour or --start/--end, not both", param_hint="--date"
+        )
+    if hour is not None and date is None:
+        raise typer.BadParameter("--hour needs --date", param_hint="--hour")
+    if date is not None:
+        try:
+            day = datetime.fromisoformat(date).replace(tzinfo=UTC)
+        except ValueError:
+            raise typer.BadParameter(f"not a date: {date!r}", param_hint="--date") from None
+        if hour is None:
+            return day, day + timedelta(days=1)
+        return day + timedelta(hours=hour), day + timedelta(hours=hour + 1)
+    if (start is None) != (end is None):
+        raise typer.BadParameter("give both --start and --end", param_hint="--start")
+    if start is not None:
+        window = _parse_time(start, "--start"), _parse_time(end, "--end")
+        if window[1] <= window[0]:
+            raise typer.BadParameter("--end must be after --start", param_hint="--end")
+        return window
+    if not found:
+        console.print("[red]error:[/red] no partitions found; give --date or --start/--end")
+        raise typer.Exit(1)
+    return found[0], found[-1] + timedelta(hours=1)
+
+
+def _load(settings: Settings, section: str, model):
+    try:
+        return load_section(settings.params_path, section, model)
+    except ParamsError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+def _write_metrics(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+@app.command()
+def ingest(
+    date: Annotated[str | None, typer.Option(help=_DATE_HELP)] = None,
+    hour: Annotated[int | None, typer.Option(help=_HOUR_HELP, min=0, max=23)] = None,
+    start: Annotated[str | None, typer.Option(help=_START_HELP)] = None,
+    end: Annotated[str | None, typer.Option(help=_END_HELP)] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this landing source (repeatable); default: every source."),
+    ] = None,
+    landing: Annotated[
+        Path | None, typer.Option(help="Landing root (default: <MUMA_DATA_ROOT>/landing).")
+    ] = None,
+    metrics: Annotated[
+        Path, typer.Option(help="Where the run's counts are written as JSON.")
+    ] = Path("metrics/ingest.json"),
+) -> None:
+    """Curate landing partitions with Spark: quarantine, dedup, reconcile, build interactions.
+
+    Without --date or --start/--end, every partition found in the landing zone is ingested.
+    Runs on MUMA_SPARK_MASTER (default local[*]).
+    """
+    from ingest.config import IngestParams
+    from ingest.job import ReconciliationError
+    from ingest.run import ingest_range
+    from ingest.spark import get_spark
+    from muma.contract import CONTRACT_VERSION, Source
+
+    from .landing import partition_hours
 
     settings = _settings()
-    params = load_section(settings.params_path, "simulate", SimulateParams)
-    seed = _seed(settings, None)
-    began = time.perf_counter()
-    summary = run_simulation(params.world, seed, params.start, params.end, settings.landing_root)
-    reports.mkdir(parents=True, exist_ok=True)
-    result = summary.as_dict() | {
-        "landing_root": str(settings.landing_root),
-        "ground_truth_root": str(settings.landing_root.parent / "simulator"),
-        "seed": seed,
-        "wall_seconds": round(time.perf_counter() - began, 2),
-        "stages_run": ["simulate"],
-        "stages_pending": [
-            "ingest",
-            "validate",
-            "features",
-            "train",
-            "evaluate",
-            "policy",
-            "monitor",
-            "serve",
-        ],
+    params = _load(settings, "ingest", IngestParams)
+    landing_root = landing or settings.landing_root
+    try:
+        sources = [Source(name) for name in source] if source else None
+    except ValueError:
+        raise typer.BadParameter(
+            f"sources are {', '.join(s.value for s in Source)}", param_hint="--source"
+        ) from None
+    version_root = landing_root / f"v{CONTRACT_VERSION}"
+    found = sorted({h for s in sources or Source for h in partition_hours(version_root, s)})
+    window = _hour_window(date, hour, start, end, found)
+    curated_root = settings.data_root / params.curated_dir
+    console.print(
+        f"ingesting {window[0]:%Y-%m-%d %H:%M} to {window[1]:%Y-%m-%d %H:%M} UTC from "
+        f"{landing_root} on {settings.spark_master}"
+    )
+    spark = get_spark(settings)
+    try:
+        result = ingest_range(spark, landing_root, curated_root, *window, params, sources=sources)
+    except (ReconciliationError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    by_source: dict[str, dict[str, int]] = {}
+    for partition in result.partitions:
+        counts = by_source.setdefault(
+            partition.source,
+            {"partitions": 0, "records_read": 0, "curated": 0, "quarantined": 0, "duplicates": 0},
+        )
+        counts["partitions"] += 1
+        counts["records_read"] += partition.records_read
+        counts["curated"] += partition.curated
+        counts["quarantined"] += partition.quarantined
+        counts["duplicates"] += partition.duplicates_dropped
+    summary = result.totals() | {
+        "start": window[0].isoformat(),
+        "end": window[1].isoformat(),
+        "by_source": by_source,
+        "interactions": sum(r.interactions for r in result.interactions),
+        "clicks_without_impression": sum(r.clicks_without_impression for r in result.interactions),
+        "curated_root": str(curated_root),
     }
-    (reports / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    console.rule("MUMA demo")
+    _write_metrics(metrics, summary)
+    table = Table(
+        "source", "partitions", "read", "curated", "quarantined", "duplicates", title="ingest"
+    )
+    for name, counts in by_source.items():
+        table.add_row(name, *(f"{value:,}" for value in counts.values()))
+    console.print(table)
+    if summary["quarantined_by_reason"]:
+        reasons = ", ".join(f"{r}: {n:,}" for r, n in summary["quarantined_by_reason"].items())
+        console.print(f"quarantined by reason: {reasons}")
     console.print(
-        "Ran: simulate (the later stages - ingest, validation, features, training, policy, "
-        "monitoring, serving - have not landed yet; see the issues)."
+        f"{summary['records_read']:,} records in {result.seconds:.1f} s "
+        f"({summary['events_per_second']:,.0f} events/s); {summary['interactions']:,} "
+        f"interactions; every partition reconciled (read = curated + quarantined + duplicates)"
     )
     console.print(
-        f"Simulated {result['events']:,} events over {result['hours']} hours "
-        f"({result['events_per_second']:,} events/s)."
+        f"curated tables: {curated_root}/; quarantine: {curated_root}/quarantine/; "
+        f"reconciliations: {curated_root}/_reconciliation/; counts: {metrics}"
     )
-    console.print(f"Landing zone (gzip JSON Lines, contract v1): {settings.landing_root}/v1/")
-    console.print(f"Ground truth and bad-record manifests: {result['ground_truth_root']}/")
-    console.print(f"Summary: {reports / 'summary.json'}")
+
+
+@app.command()
+def validate(
+    date: Annotated[str | None, typer.Option(help=_DATE_HELP)] = None,
+    hour: Annotated[int | None, typer.Option(help=_HOUR_HELP, min=0, max=23)] = None,
+    start: Annotated[str | None, typer.Option(help=_START_HELP)] = None,
+    end: Annotated[str | None, typer.Option(help=_END_HELP)] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this curated table (repeatable); default: every table."),
+    ] = None,
+    metrics: Annotated[
+        Path, typer.Option(help="Where the summary of all results is written as JSON.")
+    ] = Path("metrics/validation.json"),
+) -> None:
+    """Run the Great Expectations suites on curated partitions; fail on critical expectations.
+
+    Without --date or --start/--end, every curated partition is validated. Results are saved
+    as JSON and Data Docs HTML under the reports directory of params.yaml's validate section.
+    """
+    from ingest.config import IngestParams
+    from ingest.spark import get_spark
+    from validation.config import TABLES, ValidationParams
+    from validation.run import ValidationFailed, validate_hours
+
+    from .landing import partition_hours
+
+    settings = _settings()
+    ingest_params = _load(settings, "ingest", IngestParams)
+    params = _load(settings, "validate", ValidationParams)
+    tables = table or list(TABLES)
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown {', '.join(unknown)}; tables are {', '.join(TABLES)}", param_hint="--table"
+        )
+    curated_root = settings.data_root / ingest_params.curated_dir
+    found = sorted({h for name in tables for h in partition_hours(curated_root, name)})
+    window = _hour_window(date, hour, start, end, found)
+    hours = [h for h in found if window[0] <= h < window[1]]
+    if not hours:
+        console.print(f"[red]error:[/red] no curated partitions in {window[0]} .. {window[1]}")
+        raise typer.Exit(1)
+    spark = get_spark(settings, "muma-validate")
+    results = validate_hours(spark, curated_root, tables, hours, params)
+    summary = {
+        "partitions": len(results),
+        "success": all(r.success for r in results),
+        "critical_failures": sum(len(r.critical_failures) for r in results),
+        "warnings": sum(len(r.warnings) for r in results),
+        "results": [r.summary() for r in results],
+    }
+    _write_metrics(metrics, summary)
+    view = Table("table", "hour", "rows", "critical", "warnings", title="validation")
+    for r in results:
+        view.add_row(
+            r.table,
+            f"{r.hour_start:%Y-%m-%d %H}",
+            f"{r.row_count:,}",
+            "\n".join(f.name for f in r.critical_failures) or "-",
+            "\n".join(f.name for f in r.warnings) or "-",
+        )
+    console.print(view)
+    console.print(f"results: {params.reports_dir}/; Data Docs: {params.reports_dir}/data_docs/")
+    failed = [r for r in results if not r.success]
+    for r in failed:
+        try:
+            r.raise_for_critical()
+        except ValidationFailed as error:
+            console.print(f"[red]critical:[/red] {error}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("settings")
@@ -294,6 +546,295 @@ def import_obd_command(
         raise typer.BadParameter(f"one of {', '.join(CAMPAIGNS)}", param_hint="--campaign")
     landing = out or _settings().landing_root
     _report_import(import_obd(path, landing, policy=policy, campaign=campaign, limit=limit))
+
+
+def _window_option(value: str, option: str) -> tuple[datetime, datetime]:
+    """``YYYY-MM-DD`` (that UTC day) or ``START/END`` (ISO-8601 with offsets)."""
+    if "/" in value:
+        first, _, second = value.partition("/")
+        window = _parse_time(first, option), _parse_time(second, option)
+    else:
+        try:
+            day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        except ValueError:
+            raise typer.BadParameter(
+                f"not a date or START/END window: {value!r}", param_hint=option
+            ) from None
+        window = day, day + timedelta(days=1)
+    if window[1] <= window[0]:
+        raise typer.BadParameter("the window ends before it starts", param_hint=option)
+    return window
+
+
+@app.command()
+def monitor(
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="Reference window: YYYY-MM-DD or START/END (default: the day before --current)."
+        ),
+    ] = None,
+    current: Annotated[
+        str | None,
+        typer.Option(
+            help="Current window: YYYY-MM-DD or START/END (default: the last curated day)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Reports root; the run goes to <out>/<date>/.")] = Path(
+        "reports/monitoring"
+    ),
+    workspace: Annotated[
+        Path, typer.Option(help="Evidently workspace the run is added to (browse: evidently ui).")
+    ] = Path("reports/evidently-workspace"),
+    metrics: Annotated[Path, typer.Option(help="Where the summary is written as JSON.")] = Path(
+        "metrics/monitor.json"
+    ),
+) -> None:
+    """Drift of a current window against a reference window, and the retraining decision.
+
+    Reads curated interactions and the item catalog; measures feature, interest, CTR and
+    propensity drift; writes an Evidently report, adds it to the workspace, and decides.
+    """
+    from ingest.config import IngestParams
+    from monitoring.config import MonitorParams
+    from monitoring.inputs import read_interactions, read_items
+    from monitoring.report import monitor as run_monitor
+
+    from .landing import partition_hours
+
+    settings = _settings()
+    params = _load(settings, "monitor", MonitorParams)
+    curated_root = settings.data_root / _load(settings, "ingest", IngestParams).curated_dir
+    given_current = _window_option(current, "--current") if current is not None else None
+    given_reference = _window_option(reference, "--reference") if reference is not None else None
+    hours = partition_hours(curated_root, "interactions")
+    if (current is None or reference is None) and not hours:
+        console.print(f"[red]error:[/red] no curated interactions under {curated_root}")
+        raise typer.Exit(1)
+    if given_current is not None:
+        current_window = given_current
+    elif hours[-1] - hours[0] >= timedelta(days=2) - timedelta(hours=1):
+        last_day = hours[-1].replace(hour=0)
+        current_window = last_day, last_day + timedelta(days=1)
+    else:
+        # Less than two days curated: compare the second half of the hours with the first.
+        middle = hours[len(hours) // 2]
+        current_window = middle, hours[-1] + timedelta(hours=1)
+    if given_reference is not None:
+        reference_window = given_reference
+    else:
+        length = current_window[1] - current_window[0]
+        reference_window = current_window[0] - length, current_window[0]
+    try:
+        reference_rows = read_interactions(curated_root, *reference_window)
+        current_rows = read_interactions(curated_root, *current_window)
+        items = read_items(curated_root, current_window[1])
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    result = run_monitor(
+        reference_rows,
+        current_rows,
+        params,
+        out,
+        run_date=current_window[0].date(),
+        workspace=workspace,
+        items=items,
+    )
+    summary = result.summary | {
+        "reference_window": [t.isoformat() for t in reference_window],
+        "current_window": [t.isoformat() for t in current_window],
+        "paths": result.paths,
+    }
+    _write_metrics(metrics, summary)
+    console.print(
+        f"reference {reference_window[0]:%Y-%m-%d %H:%M} .. {reference_window[1]:%Y-%m-%d %H:%M}"
+        f" ({len(reference_rows):,} rows); current {current_window[0]:%Y-%m-%d %H:%M} .. "
+        f"{current_window[1]:%Y-%m-%d %H:%M} ({len(current_rows):,} rows)"
+    )
+    decision = result.decision
+    verdict = "[yellow]retrain[/yellow]" if decision.retrain else "[green]no retraining[/green]"
+    console.print(f"decision: {verdict}")
+    for reason in decision.reasons:
+        console.print(f"  reason: {reason}")
+    for alert in decision.alerts:
+        console.print(f"  alert: {alert}")
+    for name, path in result.paths.items():
+        console.print(f"{name}: {path}")
+    console.print(f"summary: {metrics}; browse runs: evidently ui --workspace {workspace}")
+
+
+features_app = typer.Typer(
+    help="Offline features with Spark, the Feast registry, and the online store.",
+    no_args_is_help=True,
+)
+app.add_typer(features_app, name="features")
+
+
+def _feature_window(
+    settings: Settings,
+    curated_root: Path,
+    date: str | None,
+    start: str | None,
+    end: str | None,
+) -> tuple[datetime, datetime]:
+    from .landing import partition_hours
+
+    found = partition_hours(curated_root, "interactions")
+    return _hour_window(date, None, start, end, found)
+
+
+@features_app.command("build")
+def features_build(
+    date: Annotated[str | None, typer.Option(help="Build the snapshots of this UTC day.")] = None,
+    start: Annotated[str | None, typer.Option(help=_START_HELP)] = None,
+    end: Annotated[str | None, typer.Option(help=_END_HELP)] = None,
+    metrics: Annotated[Path, typer.Option(help="Where the build summary is written.")] = Path(
+        "metrics/features.json"
+    ),
+) -> None:
+    """Build the offline feature tables with Spark from the curated tables (point in time).
+
+    Without --date or --start/--end, the range of the curated interactions is built.
+    """
+    from dataclasses import asdict
+
+    from feature_repo.config import FeaturesParams
+    from feature_repo.pipelines import build_features
+    from ingest.config import IngestParams
+    from ingest.spark import get_spark
+
+    settings = _settings()
+    params = _load(settings, "features", FeaturesParams)
+    curated_root = settings.data_root / _load(settings, "ingest", IngestParams).curated_dir
+    features_root = settings.data_root / params.features_dir
+    window = _feature_window(settings, curated_root, date, start, end)
+    console.print(
+        f"building features for {window[0]:%Y-%m-%d %H:%M} .. {window[1]:%Y-%m-%d %H:%M} UTC "
+        f"on {settings.spark_master}"
+    )
+    spark = get_spark(settings, "muma-features")
+    try:
+        result = build_features(spark, curated_root, features_root, *window, params)
+    except (FileNotFoundError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    summary = asdict(result) | {"features_root": str(features_root)}
+    _write_metrics(metrics, summary)
+    view = Table("table", "rows", "entities", "snapshots", "bytes/row (mean, max)")
+    for name, built in result.tables.items():
+        view.add_row(
+            name,
+            f"{built.rows:,}",
+            f"{built.entities:,}",
+            f"{built.snapshot_dirs:,}",
+            f"{built.mean_row_bytes:,.0f}, {built.max_row_bytes:,}",
+        )
+    console.print(view)
+    console.print(
+        f"{result.snapshots} snapshots in {result.seconds:.1f} s; offline store: "
+        f"{features_root}/; summary: {metrics}"
+    )
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register entities, sources, views and services in the Feast registry (feast apply)."""
+    from feature_repo.config import FeaturesParams
+    from feature_repo.store import FeastParams, apply
+
+    settings = _settings()
+    features = _load(settings, "features", FeaturesParams)
+    feast = _load(settings, "feast", FeastParams)
+    store = apply(settings, features, feast)
+    online = "Redis" if settings.redis_url else "SQLite (embedded)"
+    views = sorted(view.name for view in store.list_feature_views())
+    services = sorted(service.name for service in store.list_feature_services())
+    console.print(f"registered views: {', '.join(views)}")
+    console.print(f"feature services: {', '.join(services)}; online store: {online}")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    date: Annotated[str | None, typer.Option(help="Materialise this UTC day.")] = None,
+    start: Annotated[str | None, typer.Option(help=_START_HELP)] = None,
+    end: Annotated[str | None, typer.Option(help=_END_HELP)] = None,
+) -> None:
+    """Load the offline rows of an interval into the online store (SQLite, or Redis)."""
+    from feature_repo.config import FeaturesParams
+    from feature_repo.store import FeastParams, materialize
+    from ingest.config import IngestParams
+
+    settings = _settings()
+    features = _load(settings, "features", FeaturesParams)
+    feast = _load(settings, "feast", FeastParams)
+    curated_root = settings.data_root / _load(settings, "ingest", IngestParams).curated_dir
+    window = _feature_window(settings, curated_root, date, start, end)
+    # Snapshots are stamped at the end of each grain; the interval's end is inclusive.
+    result = materialize(settings, window[0], window[1], features, feast)
+    console.print(
+        f"materialised {result.rows:,} rows of {len(result.views)} views in "
+        f"{result.seconds:.1f} s into the {'Redis' if settings.redis_url else 'SQLite'} store"
+    )
+
+
+policy_app = typer.Typer(
+    help="Exploration policies and their off-policy evaluation.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("evaluate")
+def policy_evaluate(
+    obd: Annotated[
+        Path,
+        typer.Option(
+            help="Open Bandit Dataset root (random/ and bts/): estimate each policy's CTR from "
+            "the other's log and compare with its own.",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    campaign: Annotated[str, typer.Option(help="OBD campaign: all, men or women.")] = "all",
+    max_weight: Annotated[
+        float | None, typer.Option(help="Clip importance weights at this value.", min=1.0)
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the confidence intervals.", min=0)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap and cross-fitting seed.")] = 0,
+    metrics: Annotated[Path, typer.Option(help="Where the report is written as JSON.")] = Path(
+        "metrics/ope_obd.json"
+    ),
+) -> None:
+    """Off-policy evaluation (IPS, SNIPS, DM, DR) checked against the Open Bandit Dataset."""
+    from ingest.importers.obd import CAMPAIGNS
+    from policy.obd import cross_policy_check
+
+    if campaign not in CAMPAIGNS:
+        raise typer.BadParameter(f"one of {', '.join(CAMPAIGNS)}", param_hint="--campaign")
+    report = cross_policy_check(obd, campaign, max_weight, bootstrap, seed)
+    _write_metrics(metrics, report)
+    for result in report.values():
+        table = Table(
+            "estimator",
+            "estimate",
+            "CI",
+            "relative error",
+            "ESS",
+            title=f"{result['target_policy']} from the {result['logging_policy']} log "
+            f"({result['rounds']:,} rounds; true CTR {result['truth']:.4%})",
+        )
+        for name, estimate in result["estimates"].items():
+            table.add_row(
+                name,
+                f"{estimate['value']:.4%}",
+                f"{estimate['ci_low']:.4%} .. {estimate['ci_high']:.4%}",
+                f"{estimate['relative_error']:.1%}",
+                f"{estimate['effective_sample_size']:,.0f}",
+            )
+        console.print(table)
+    console.print(f"report: {metrics}")
 
 
 if __name__ == "__main__":

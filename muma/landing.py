@@ -9,8 +9,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,21 @@ def read_partition_lines(landing_root: Path, source: Source, hour_start: datetim
         with gzip.open(path, "rb") as handle:
             lines.extend(line.rstrip(b"\n") for line in handle if line.strip())
     return lines
+
+
+_PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
+
+
+def partition_hours(root: Path, table: str) -> list[datetime]:
+    """Start hours (UTC) of the ``<table>/date=YYYY-MM-DD/hour=HH`` partitions under ``root``.
+
+    ``root`` is a landing version root (``<landing>/v1``) or the curated root; partitions
+    without any file are ignored, so an aborted write of an empty directory is not a partition.
+    """
+    hours = set()
+    base = Path(root) / table
+    for directory in base.glob("date=*/hour=*"):
+        match = _PARTITION.search(directory.as_posix())
+        if match and directory.is_dir() and any(p.is_file() for p in directory.rglob("*")):
+            hours.add(datetime.fromisoformat(f"{match[1]}T{match[2]}:00:00").replace(tzinfo=UTC))
+    return sorted(hours)

@@ -66,3 +66,31 @@ def test_settings_masks_the_api_token(tmp_path, monkeypatch):
     assert result.exit_code == 0
     assert "s3cret-value" not in result.output
     assert "api_token = ***" in result.output
+
+
+def test_window_options_are_checked_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUMA_PARAMS_PATH", str(ROOT / "params.yaml"))
+    monkeypatch.setenv("MUMA_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["ingest", "--hour", "3"], "--hour needs --date"),
+        (["ingest", "--date", "2026-11-01", "--start", "2026-11-01T00:00:00Z"], "not both"),
+        (["ingest", "--start", "2026-11-01T00:00:00Z"], "give both --start and --end"),
+        (["ingest", "--date", "yesterday"], "not a date"),
+        (["validate", "--table", "nonsense", "--date", "2026-11-01"], "unknown nonsense"),
+        (["monitor", "--current", "2026-13-45"], "not a date or START/END"),
+    ]
+    for arguments, message in cases:
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 2, (arguments, result.output)
+        assert message in " ".join(result.output.split()), (arguments, result.output)
+
+
+def test_commands_without_data_say_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUMA_PARAMS_PATH", str(ROOT / "params.yaml"))
+    monkeypatch.setenv("MUMA_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    for command in (["ingest"], ["validate"], ["monitor"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "no partitions found" in result.output or "no curated" in result.output
