@@ -55,6 +55,52 @@ def write_doc(results: dict) -> None:
                 f"| ingest: 10x events | {ingest['time_ratio_10x']}x the time of 1M "
                 f"(target <= {ingest['target_time_ratio_10x']}) | medians above |"
             )
+    model = results.get("model")
+    if model:
+        cond = (
+            f"batch {model['batch_size']}, history {model['long_length']}, embedding "
+            f"{model['embedding_dim']}, {model['threads']} threads; {model['machine']}, "
+            f"{model['date']}; load average {model['load_average_1m']}"
+        )
+        for name, row in model["models"].items():
+            lines.append(
+                f"| training: {name} | {row['samples_per_second_median']:,} samples/s "
+                f"(runs {row['samples_per_second_runs']}) | {cond} |"
+            )
+    features = results.get("features")
+    if features:
+        cond = (
+            f"{features['users']:,} users, {features['items']:,} items, "
+            f"{features['candidates']} candidates, {features['runs']} run(s); "
+            f"{features['machine']}, {features['date']}"
+        )
+        for name, read in features["reads"].items():
+            lines.append(
+                f"| online read ({name}), 1 user + {features['candidates']} items | "
+                f"p50 {read['p50_ms']} ms, p99 {read['p99_ms']} ms | {cond} |"
+            )
+        for name, push in features["push"].items():
+            lines.append(
+                f"| real-time push ({name}) | one event p99 "
+                f"{push['single_event']['p99_ms']} ms, freshness p99 "
+                f"{push['freshness']['p99_ms']} ms, batched "
+                f"{push['batched_events_per_second']:,} events/s | {cond} |"
+            )
+        lines.append(
+            f"| Feast materialisation | {features['materialize_rows_per_second']:,} rows/s "
+            f"({features['materialize_rows']:,} rows); Redis "
+            f"{features['redis_bytes_per_user_batch']:,} B per user, "
+            f"{features['redis_bytes_per_item']:,} B per item | {cond} |"
+        )
+    monitoring = results.get("monitoring")
+    if monitoring:
+        lines.append(
+            f"| monitoring report, {monitoring['rows_per_window']:,} rows x "
+            f"{monitoring['features']} features | {monitoring['seconds']} s, peak RSS "
+            f"{monitoring['peak_rss_mb']:,} MB (Evidently on {monitoring['sampled_rows']:,} "
+            f"sampled rows) | {monitoring['machine']}, {monitoring['date']}; load average "
+            f"{monitoring['load_average_1min']} |"
+        )
     DOC.write_text("\n".join(lines) + "\n")
 
 
