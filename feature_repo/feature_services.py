@@ -4,6 +4,8 @@
 - ``ranker_v1_online``: ``ranker_v1`` plus the real-time counters decayed to the request
   time; serving only, since real-time rows are not kept offline.
 - ``sequence_v1``: behaviour sequences and item features for the sequence model.
+- ``muma_v1``: the MUMA ranker's inputs: ``ranker_v1`` plus the behaviour sequences; training
+  sets (``muma train``) and serving read this same list, so both see the same features.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 RANKER_V1 = "ranker_v1"
 RANKER_V1_ONLINE = "ranker_v1_online"
 SEQUENCE_V1 = "sequence_v1"
+MUMA_V1 = "muma_v1"
 
 
 def feature_services(
@@ -38,5 +41,10 @@ def feature_services(
             name=SEQUENCE_V1,
             features=[views[USER_SEQUENCE], views[ITEM_STATS]],
             description="sequence model: behaviour sequences and item features",
+        ),
+        FeatureService(
+            name=MUMA_V1,
+            features=[*ranker, views[USER_SEQUENCE]],
+            description="MUMA ranker: batch inputs plus behaviour sequences (training and serving)",
         ),
     ]

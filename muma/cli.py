@@ -191,6 +191,10 @@ def demo(
     run("features", features_build)
     run("feast apply", features_apply)
     run("materialize", features_materialize)
+    run("training set", training_set_command)
+    run("train", train, progress=False)
+    run("evaluate", evaluate_command)
+    run("promote", promote)
     run("monitor", monitor)
     if OBD_SAMPLE.is_dir():
         run("ope", policy_evaluate, obd=OBD_SAMPLE)
@@ -202,6 +206,9 @@ def demo(
         "offline features": f"{settings.data_root}/features/",
         "Feast registry and online store": f"{settings.data_root}/feast/"
         + (" (online: Redis)" if settings.redis_url else " (online: SQLite)"),
+        "training set (train/valid/test by time)": f"{settings.data_root}/training/",
+        "ranker bundle, registry, champion": f"{settings.data_root}/models/",
+        "training and evaluation metrics": "metrics/train.json, metrics/evaluate.json, plots/",
         "drift report and decision": "reports/monitoring/<date>/, metrics/monitor.json",
         "off-policy evaluation": "metrics/ope_obd.json",
         "stage metrics": "metrics/*.json",
@@ -211,7 +218,8 @@ def demo(
         "stage_seconds": timings,
         "wall_seconds": round(time.perf_counter() - began, 1),
         "outputs": outputs,
-        "stages_pending": ["train", "evaluate", "policy simulate", "serve"],
+        "stages_pending": ["policy simulate", "serve"],
+        "test_auc": _demo_auc(Path("metrics/evaluate.json")),
     }
     (reports / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     console.rule("MUMA demo: done")
@@ -219,10 +227,24 @@ def demo(
     for name, where in outputs.items():
         view.add_row(name, where)
     console.print(view)
+    auc_view = Table("domain", "test AUC (champion candidate)")
+    for domain, value in summary["test_auc"].items():
+        auc_view.add_row(domain, _fmt_metric(value))
+    console.print(auc_view)
     console.print(
-        "Not yet in the demo: training the ranker, the closed-loop policy run and the serving "
-        f"API (see the issues). Summary: {reports / 'summary.json'}"
+        "Not yet in the demo: the closed-loop policy run and the serving API (see the issues). "
+        f"Summary: {reports / 'summary.json'}"
     )
+
+
+def _demo_auc(path: Path) -> dict[str, float | None]:
+    """Overall and per-domain test AUC of the challenger from ``muma evaluate``'s metrics."""
+    if not path.is_file():
+        return {}
+    challenger = json.loads(path.read_text())["challenger"]
+    aucs = {"overall": challenger["overall"]["auc"]}
+    aucs.update({d: m["auc"] for d, m in challenger["per_domain"].items()})
+    return aucs
 
 
 _DATE_HELP = "Landing date YYYY-MM-DD (UTC); with --hour one hour, else the whole day."
@@ -835,6 +857,302 @@ def policy_evaluate(
             )
         console.print(table)
     console.print(f"report: {metrics}")
+
+
+# ----------------------------------------------------------------------------- training
+def _training_context(settings: Settings):
+    from feature_repo.config import FeaturesParams
+    from ingest.config import IngestParams
+    from training.config import EvaluateParams, TrainParams
+
+    params = _load(settings, "train", TrainParams)
+    features = _load(settings, "features", FeaturesParams)
+    evaluate_params = _load(settings, "evaluate", EvaluateParams)
+    curated_root = settings.data_root / _load(settings, "ingest", IngestParams).curated_dir
+    return params, features, evaluate_params, curated_root
+
+
+def _training_dir(settings: Settings) -> Path:
+    return settings.data_root / "training"
+
+
+@app.command("training-set")
+def training_set_command(
+    out: Annotated[
+        Path | None, typer.Option(help="Directory of the windows (default <data_root>/training).")
+    ] = None,
+) -> None:
+    """Split curated impressions by time and write each window with point-in-time features.
+
+    Writes train/valid/test.parquet and split.json; test rows of simulated data carry the
+    simulator's true click probability.
+    """
+    from feature_repo.store import FeastParams
+    from training.data import TrainingDataError
+    from training.pipeline import build_training_set
+
+    settings = _settings()
+    params, features, _, curated_root = _training_context(settings)
+    feast = _load(settings, "feast", FeastParams)
+    out = out or _training_dir(settings)
+    truth = settings.data_root / "simulator" / "truth"
+    try:
+        summary = build_training_set(
+            settings,
+            params,
+            curated_root,
+            out,
+            features,
+            feast,
+            truth if truth.is_dir() else None,
+        )
+    except (TrainingDataError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    table = Table("window", "from", "to", "impressions", "clicks")
+    for name in ("train", "valid", "test"):
+        window = getattr(summary.split, name)
+        table.add_row(
+            name,
+            f"{window.start:%Y-%m-%d %H:%M}",
+            f"{window.end:%Y-%m-%d %H:%M}",
+            f"{summary.rows[name]:,}",
+            f"{summary.clicks[name]:,}",
+        )
+    console.print(table)
+    console.print(f"training set in {summary.seconds:.1f} s: {out}/")
+
+
+@app.command()
+def train(
+    model: Annotated[
+        str | None, typer.Option(help="Override train.model (muma, fm, deepfm, din, gru4rec, bst).")
+    ] = None,
+    ablation: Annotated[
+        str | None,
+        typer.Option(
+            help="Override train.ablation (no_time_decay, no_lstm, no_transformer, no_graph)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Bundle directory (default <data_root>/models/challenger).")
+    ] = None,
+    metrics: Annotated[Path, typer.Option(help="Training summary (JSON).")] = Path(
+        "metrics/train.json"
+    ),
+    plots: Annotated[Path, typer.Option(help="Directory of the learning-curve plot data.")] = Path(
+        "plots/train"
+    ),
+    seed: Annotated[
+        int | None, typer.Option(help="Seed (default MUMA_SEED, then base.seed).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train the ranker of params.yaml `train` on the written training set; save the challenger."""
+    from training.data import TrainingDataError
+    from training.featurize import FeatureError
+    from training.pipeline import train_model
+    from training.registry import challenger_dir
+    from training.train import TrainingError
+
+    settings = _settings()
+    params, features, evaluate_params, curated_root = _training_context(settings)
+    overrides = {k: v for k, v in {"model": model, "ablation": ablation}.items() if v is not None}
+    if overrides:
+        from pydantic import ValidationError
+
+        try:
+            params = params.model_validate({**params.model_dump(), **overrides})
+        except ValidationError as error:
+            console.print(f"[red]error:[/red] {error.errors()[0]['msg']}")
+            raise typer.Exit(2) from None
+    seed_value = _seed(settings, seed)
+    console.print(f"training {params.name} (seed {seed_value}, {params.threads} threads)")
+    try:
+        trained = train_model(
+            params,
+            features,
+            evaluate_params,
+            _training_dir(settings),
+            curated_root,
+            seed_value,
+            progress=progress,
+            on_epoch=None
+            if progress
+            else lambda e: console.print(
+                f"epoch {e.epoch}: loss {e.train_loss:.4f}, valid AUC {e.valid_auc}, "
+                f"{e.samples_per_second:,.0f} samples/s"
+            ),
+        )
+    except (TrainingDataError, FeatureError, TrainingError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    bundle_dir = trained.bundle.save(out or challenger_dir(settings))
+    overall = trained.test.overall
+    summary = {
+        "model": params.name,
+        "version": trained.bundle.version,
+        "bundle": str(bundle_dir),
+        "rows": trained.rows,
+        "fit": trained.fit.as_dict(),
+        "test": trained.test.as_dict(),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    _write_metrics(metrics, summary)
+    plots.mkdir(parents=True, exist_ok=True)
+    curve = [
+        {"epoch": e.epoch, "train_loss": round(e.train_loss, 5), "valid_auc": e.valid_auc}
+        for e in trained.fit.history
+    ]
+    _write_metrics(plots / "learning_curve.json", {"learning_curve": curve})
+    console.print(
+        f"{params.name} {trained.bundle.version}: test AUC {overall.auc}, GAUC {overall.gauc}, "
+        f"ECE {overall.ece:.4f}; {trained.fit.samples_per_second:,.0f} samples/s; "
+        f"best epoch {trained.fit.best_epoch}"
+    )
+    console.print(f"bundle: {bundle_dir}/; summary: {metrics}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    metrics: Annotated[Path, typer.Option(help="Evaluation and decision (JSON).")] = Path(
+        "metrics/evaluate.json"
+    ),
+    plots: Annotated[Path, typer.Option(help="Directory of the evaluation plot data.")] = Path(
+        "plots/evaluate"
+    ),
+) -> None:
+    """Score the challenger and the champion on the same test window; decide promotion."""
+    from training.bundle import BundleError, ModelBundle
+    from training.data import TrainingDataError
+    from training.pipeline import calibration_curve, evaluate_bundle, read_window
+    from training.registry import (
+        challenger_dir,
+        decide,
+        decision_file,
+        load_champion,
+        write_json_atomic,
+    )
+
+    settings = _settings()
+    _, _, evaluate_params, _ = _training_context(settings)
+    try:
+        test = read_window(_training_dir(settings), "test")
+        challenger = ModelBundle.load(challenger_dir(settings))
+        champion = load_champion(settings)
+    except (TrainingDataError, BundleError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    challenger_eval = evaluate_bundle(challenger, test, evaluate_params)
+    champion_eval = None if champion is None else evaluate_bundle(champion, test, evaluate_params)
+    decision = decide(challenger, challenger_eval, champion, champion_eval, evaluate_params)
+    write_json_atomic(decision_file(settings), decision.as_dict())
+    payload = {
+        "challenger": {"name": challenger.name, "version": challenger.version}
+        | challenger_eval.as_dict(),
+        "champion": None
+        if champion is None
+        else {"name": champion.name, "version": champion.version} | champion_eval.as_dict(),
+        "decision": decision.as_dict(),
+    }
+    _write_metrics(metrics, payload)
+    plots.mkdir(parents=True, exist_ok=True)
+    _write_metrics(
+        plots / "calibration.json",
+        {"calibration": calibration_curve(challenger, test, evaluate_params.calibration_bins)},
+    )
+    _write_metrics(
+        plots / "per_domain_auc.json",
+        {
+            "per_domain_auc": [
+                {"domain": domain, "auc": values.auc, "model": "challenger"}
+                for domain, values in challenger_eval.per_domain.items()
+            ]
+            + (
+                []
+                if champion_eval is None
+                else [
+                    {"domain": domain, "auc": values.auc, "model": "champion"}
+                    for domain, values in champion_eval.per_domain.items()
+                ]
+            )
+        },
+    )
+    table = Table("model", "version", "AUC", "GAUC", "log loss", "ECE", "NDCG@k")
+    for label, bundle, result in (
+        ("challenger", challenger, challenger_eval),
+        ("champion", champion, champion_eval),
+    ):
+        if bundle is None or result is None:
+            continue
+        o = result.overall
+        table.add_row(
+            label,
+            bundle.version,
+            _fmt_metric(o.auc),
+            _fmt_metric(o.gauc),
+            f"{o.log_loss:.4f}",
+            f"{o.ece:.4f}",
+            _fmt_metric(o.ndcg_at_k),
+        )
+    console.print(table)
+    verdict = "[green]promote[/green]" if decision.promote else "[yellow]keep champion[/yellow]"
+    console.print(f"decision: {verdict}: {decision.reason}; written to {decision_file(settings)}")
+
+
+def _fmt_metric(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def promote() -> None:
+    """Promote the challenger to champion if the last `muma evaluate` decided so."""
+    from training.bundle import BundleError
+    from training.registry import champion_file
+    from training.registry import promote as promote_challenger
+
+    settings = _settings()
+    try:
+        result = promote_challenger(settings)
+    except BundleError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    if result["promoted"]:
+        console.print(
+            f"promoted {result['version']}: {result['reason']}; {champion_file(settings)}"
+        )
+    else:
+        console.print(f"not promoted: {result['reason']}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve this model bundle instead of the registry's champion (no hot reload).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the recommendation API (FastAPI on uvicorn, one process); see docs/serving.md."""
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.config import load_serve_params
+
+    settings = _settings()
+    try:
+        params = load_serve_params(settings.params_path)
+    except ParamsError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    api = create_app(settings, params, bundle_dir=bundle)
+    uvicorn.run(api, host=host, port=port, log_level=log_level)
 
 
 if __name__ == "__main__":

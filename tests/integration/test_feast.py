@@ -188,7 +188,7 @@ def test_applied_registry_lives_under_the_data_root(sqlite_repo: Deployed) -> No
     names = {view.name for view in sqlite_repo.store.list_feature_views()}
     assert set(feature_tables(PARAMS)) | {REALTIME_TABLE} <= names
     services = {service.name for service in sqlite_repo.store.list_feature_services()}
-    assert services == {"ranker_v1", "ranker_v1_online", "sequence_v1"}
+    assert services == {"ranker_v1", "ranker_v1_online", "sequence_v1", "muma_v1"}
 
 
 # --- materialisation and online reads -----------------------------------------------------

@@ -109,6 +109,47 @@ def test_training_set_equals_an_independent_as_of_join(deployed: Settings) -> No
     assert checked > 20
 
 
+def _same(left: pd.Series, right: pd.Series) -> bool:
+    """Equal cell by cell; lists compared element-wise; null equals null."""
+
+    def missing(value) -> bool:
+        return value is None or (isinstance(value, float) and np.isnan(value))
+
+    for a, b in zip(left, right, strict=True):
+        if missing(a) or missing(b):
+            if missing(a) != missing(b):
+                return False
+        elif not np.array_equal(np.asarray(a), np.asarray(b)):
+            return False
+    return True
+
+
+def test_polars_point_in_time_join_equals_feast(deployed: Settings) -> None:
+    """The training engine (feature_repo/pit.py) gives Feast's rows on every column of muma_v1."""
+    from feature_repo.pit import point_in_time_features, service_tables
+
+    interactions = pq.read_table(Path(deployed.data_root) / "curated" / "interactions")
+    impressions = interactions.to_pandas()[["event_id", "user_id", "item_id", "ts", "clicked"]]
+    impressions["ts"] = pd.to_datetime(impressions["ts"], utc=True).astype("datetime64[ns, UTC]")
+    reference = training_set(deployed, impressions, "muma_v1", FEAST)
+    fast = point_in_time_features(
+        Path(deployed.data_root) / PARAMS.features_dir,
+        impressions,
+        service_tables("muma_v1", feature_tables(PARAMS)),
+        timedelta(hours=FEAST.ttl_hours),
+    )
+    assert fast["event_id"].tolist() == reference["event_id"].tolist()
+    features = [
+        c
+        for c in reference.columns
+        if c not in {"event_id", "user_id", "item_id", "clicked", EVENT_TIMESTAMP}
+    ]
+    assert len(features) > 40 and "seq_item_ids" in features
+    assert fast["seq_length"].notna().sum() > 20
+    for column in features:
+        assert _same(fast[column], reference[column]), column
+
+
 def test_online_store_holds_each_entitys_latest_row(deployed: Settings) -> None:
     from feature_repo.store import get_store
 

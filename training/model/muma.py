@@ -110,6 +110,16 @@ class MumaRanker(nn.Module):
         Raises:
             ValueError: The batch's dense widths or metapath counts differ from the config.
         """
+        hidden = self.hidden(batch)  # B x H
+        position = self.position_bias(self.embeddings.position(batch.position))  # B
+        return self.head(hidden, position)
+
+    def hidden(self, batch: Batch) -> Tensor:
+        """The domain towers' last hidden layer ``B x H`` (the neural-linear bandit's features).
+
+        Raises:
+            ValueError: The batch's dense widths or metapath counts differ from the config.
+        """
         self._check(batch)
         embeddings = self.embeddings
         candidate = self.candidate(batch)  # B x D_item
@@ -133,9 +143,7 @@ class MumaRanker(nn.Module):
             parts.append(self.user_graph(user_paths, batch.user_paths_mask.any(-1)))  # B x D
             parts.append(self.item_graph(item_paths, batch.item_paths_mask.any(-1)))  # B x D
         parts += [batch.user_dense, batch.item_dense]
-        hidden = self.towers(torch.cat(parts, dim=-1), batch.domain_id)  # B x H
-        position = self.position_bias(embeddings.position(batch.position))  # B
-        return self.head(hidden, position)
+        return self.towers(torch.cat(parts, dim=-1), batch.domain_id)  # B x H
 
     def _check(self, batch: Batch) -> None:
         features = self.config.features

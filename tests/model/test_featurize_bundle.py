@@ -1,0 +1,259 @@
+"""Featurizer, training loop, bundle and promotion on small synthetic feature-store rows.
+
+The rows look like the point-in-time training set (user and item feature columns, newest-first
+behaviour sequences) and carry a planted rule: a user clicks items of the category they
+clicked most recently. A few epochs must learn it, and every persistence path must refuse
+tampering.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from training.bundle import BundleError, ModelBundle, build_model
+from training.config import EvaluateParams, TrainParams
+from training.featurize import PAD, UNKNOWN, FeatureError, Featurizer, Vocabulary
+from training.model.config import GraphConfig
+from training.pipeline import evaluate_bundle, model_config
+from training.registry import decide
+from training.train import TrainingError, fit
+
+CATEGORIES = {
+    "news": ["politics", "sports", "tech"],
+    "video": ["music", "gaming"],
+    "ad": ["retail"],
+}
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _catalog(items: int = 60) -> pd.DataFrame:
+    rows = []
+    domains = list(CATEGORIES)
+    for index in range(items):
+        domain = domains[index % 3]
+        category = CATEGORIES[domain][index % len(CATEGORIES[domain])]
+        rows.append(
+            {
+                "item_id": f"i{index}",
+                "domain": domain,
+                "category": category,
+                "creator_id": f"c{index % 7}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _rows(catalog: pd.DataFrame, requests: int, seed: int, start: datetime) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    category = dict(zip(catalog["item_id"], catalog["category"], strict=True))
+    domain = dict(zip(catalog["item_id"], catalog["domain"], strict=True))
+    items = catalog["item_id"].to_numpy()
+    rows = []
+    for request in range(requests):
+        user = f"u{rng.integers(40)}"
+        ts = start + timedelta(minutes=int(request))
+        history = list(rng.choice(items, size=int(rng.integers(0, 8))))
+        stamps = [
+            int((ts - timedelta(hours=float(h))).timestamp())
+            for h in sorted(rng.uniform(0.1, 40, len(history)))
+        ]
+        favourite = category[history[0]] if history else None
+        for position, item in enumerate(rng.choice(items, size=5, replace=False), start=1):
+            rows.append(
+                {
+                    "event_id": f"e{request}-{position}",
+                    "request_id": f"r{request}",
+                    "user_id": user,
+                    "item_id": item,
+                    "domain": domain[item],
+                    "category": category[item],
+                    "creator_id": None,
+                    "ts": ts,
+                    "position": position,
+                    "propensity": float(rng.uniform(0.05, 1.0)),
+                    "clicked": bool(category[item] == favourite) ^ bool(rng.random() < 0.05),
+                    "dwell_ms": float(rng.integers(1000, 60000)),
+                    "news_clicks_24h": float(rng.poisson(2)) if rng.random() > 0.1 else np.nan,
+                    "news_hours_since_click": np.nan,
+                    "news_category_interest": list(rng.dirichlet(np.ones(3)).astype(np.float32))
+                    if rng.random() > 0.2
+                    else None,
+                    "ctr_24h": float(rng.uniform(0, 0.3)),
+                    "seq_item_ids": history,
+                    "seq_ts": stamps[::-1] if stamps else [],
+                }
+            )
+    frame = pd.DataFrame(rows)
+    # A click from the sequence's newest item decides the label: it must be first (newest).
+    frame["seq_ts"] = frame["seq_ts"].apply(lambda v: sorted(v, reverse=True))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def data():
+    catalog = _catalog()
+    train = _rows(catalog, 600, 1, T0)
+    valid = _rows(catalog, 150, 2, T0 + timedelta(days=1))
+    friends = pd.DataFrame({"user_id": ["u1", "u2"], "friend_id": ["u3", "u4"]})
+    featurizer = Featurizer.fit(
+        train,
+        catalog,
+        friends,
+        user_feature_names=["news_clicks_24h", "news_hours_since_click", "news_category_interest"],
+        item_feature_names=["ctr_24h", "missing_column"],
+        graph=GraphConfig(neighbours=4),
+        long_length=6,
+        recent_length=3,
+        seed=0,
+    )
+    return catalog, train, valid, featurizer
+
+
+def test_vocabulary_pads_missing_and_marks_unknown():
+    vocabulary = Vocabulary.build(["b", "a", None, "a"])
+    assert vocabulary.tokens.tolist() == ["a", "b"]
+    assert vocabulary.ids(["a", "b", "zzz", None]).tolist() == [2, 3, UNKNOWN, PAD]
+    assert vocabulary.token(2) == "a" and vocabulary.token(UNKNOWN) is None
+
+
+def test_featurizer_shapes_sequences_and_standardisation(data):
+    _, train, _, featurizer = data
+    encoded = featurizer.transform(train)
+    batch = featurizer.batch(encoded, np.arange(50)).validate()
+    space = featurizer.feature_space()
+    assert batch.user_dense.shape == (50, space.user_dense) and space.user_dense == 1 + 1 + 3
+    assert batch.item_dense.shape == (50, 1)  # the absent column is skipped
+    # Oldest first and left-aligned: gaps decrease along a row, and masks are prefix runs.
+    row = int(np.argmax((encoded.long_item > 0).sum(1)))
+    length = int((encoded.long_item[row] > 0).sum())
+    gaps = encoded.long_gap[row, :length]
+    assert np.all(np.diff(gaps) <= 0) and np.all(encoded.long_item[row, length:] == 0)
+    assert (
+        featurizer.items.token(int(encoded.long_item[row, length - 1]))
+        == train["seq_item_ids"][row][0]
+    )
+    # The recent window is the newest tail.
+    recent = int((encoded.recent_item[row] > 0).sum())
+    assert encoded.recent_item[row, recent - 1] == encoded.long_item[row, length - 1]
+    standardised = encoded.user_dense[:, 0]
+    assert abs(float(standardised.mean())) < 0.1
+
+
+def test_transform_names_missing_columns(data):
+    _, train, _, featurizer = data
+    with pytest.raises(FeatureError, match="seq_ts"):
+        featurizer.transform(train.drop(columns=["seq_ts"]))
+
+
+def test_unseen_users_and_items_do_not_crash(data):
+    _, train, _, featurizer = data
+    rows = train.head(5).assign(user_id="new-user", item_id="new-item")
+    encoded = featurizer.transform(rows)
+    assert set(encoded.user.tolist()) == {UNKNOWN} and set(encoded.item.tolist()) == {UNKNOWN}
+    # The cold-start item keeps its category from the row.
+    assert (encoded.category > UNKNOWN).all()
+
+
+@pytest.mark.parametrize(("model", "floor"), [("muma", 0.75), ("din", 0.75), ("fm", 0.0)])
+def test_fit_learns_the_planted_rule_and_bundle_round_trips(data, tmp_path, model, floor):
+    """Sequence models learn the rule; FM sees no history, so it only has to round-trip."""
+    _, train, valid, featurizer = data
+    params = TrainParams(
+        model=model, epochs=6, batch_size=128, lr=5e-3, threads=1, early_stopping_patience=3
+    )
+    config = model_config(params, featurizer)
+    torch.manual_seed(0)
+    module = build_model(params.model, config)
+    result = fit(
+        module,
+        featurizer,
+        featurizer.transform(train),
+        featurizer.transform(valid),
+        params,
+        0,
+        progress=False,
+    )
+    assert result.history[result.best_epoch - 1].valid_auc > floor
+    bundle = ModelBundle(model, model, config, module, featurizer, result.temperature, {"seed": 0})
+    path = bundle.save(tmp_path / model)
+    loaded = ModelBundle.load(path)
+    assert loaded.version == bundle.version
+    np.testing.assert_allclose(loaded.predict(valid), bundle.predict(valid), rtol=1e-5)
+    evaluation = evaluate_bundle(loaded, valid, EvaluateParams())
+    assert evaluation.overall.auc > floor and set(evaluation.per_domain) == set(CATEGORIES)
+
+
+def test_training_is_deterministic(data):
+    _, train, valid, featurizer = data
+    params = TrainParams(epochs=1, batch_size=256, threads=1)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        module = build_model("muma", model_config(params, featurizer))
+        fit(
+            module,
+            featurizer,
+            featurizer.transform(train),
+            featurizer.transform(valid),
+            params,
+            3,
+            progress=False,
+        )
+        weights.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_fit_refuses_empty_and_single_class_windows(data):
+    _, train, valid, featurizer = data
+    params = TrainParams(epochs=1, threads=1)
+    module = build_model("fm", model_config(params.model_copy(update={"model": "fm"}), featurizer))
+    empty = featurizer.transform(train.head(0))
+    with pytest.raises(TrainingError, match="no impressions"):
+        fit(module, featurizer, empty, featurizer.transform(valid), params, 0, progress=False)
+    one_class = featurizer.transform(train.assign(clicked=False))
+    with pytest.raises(TrainingError, match="both clicks and non-clicks"):
+        fit(module, featurizer, one_class, featurizer.transform(valid), params, 0, progress=False)
+
+
+def _bundle(featurizer, seed: int) -> ModelBundle:
+    params = TrainParams(model="fm")
+    config = model_config(params, featurizer)
+    torch.manual_seed(seed)
+    return ModelBundle("fm", "fm", config, build_model("fm", config), featurizer)
+
+
+def test_tampered_or_corrupt_bundles_are_refused(data, tmp_path):
+    _, _, _, featurizer = data
+    path = _bundle(featurizer, 0).save(tmp_path / "b")
+    weights = path / "model.pt"
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="corrupt or was modified"):
+        ModelBundle.load(path)
+    (path / "model.pt").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        ModelBundle.load(path)
+    with pytest.raises(BundleError, match="no model bundle"):
+        ModelBundle.load(tmp_path / "nowhere")
+
+
+def test_a_worse_challenger_is_never_promoted(data):
+    _, _, valid, featurizer = data
+    params = EvaluateParams(max_ece=1.0)
+    good, bad = _bundle(featurizer, 0), _bundle(featurizer, 1)
+    good.version, bad.version = "good", "bad"
+    good_eval = evaluate_bundle(good, valid, params)
+    bad_eval = evaluate_bundle(bad, valid, params)
+    if bad_eval.overall.auc > good_eval.overall.auc:
+        good, bad, good_eval, bad_eval = bad, good, bad_eval, good_eval
+    assert not decide(bad, bad_eval, good, good_eval, params).promote
+    assert decide(good, good_eval, bad, bad_eval, params).promote
+    assert decide(bad, bad_eval, None, None, params).promote
+    strict = EvaluateParams(max_ece=1e-9)
+    assert not decide(good, good_eval, None, None, strict).promote

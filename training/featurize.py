@@ -1,0 +1,596 @@
+"""From feature-store rows to model tensors, identically in training and serving.
+
+:class:`Featurizer` is fitted once on the training window and saved with the model
+(:mod:`training.bundle`); serving loads the same object, so a request's features go through
+exactly the transformations the model was trained on:
+
+* **vocabularies**: string ids -> 1-based ints; 0 is padding and 1 is "unknown" (an id first
+  seen after training: a new user or a cold-start item), so unseen ids never crash;
+* **item attributes**: category, creator and domain per item id, from the catalog;
+* **dense features**: every numeric column of the feature service's user and item views (vector
+  columns expanded), count-like columns ``log1p``-transformed, then standardised with the
+  training window's mean and deviation; missing values (no snapshot yet) become 0, the mean;
+* **behaviour sequences**: the user's last clicks (newest first in the feature store) become a
+  left-aligned, oldest-first history with the gap in hours to the request, plus its recent tail;
+* **graph neighbours**: metapath neighbours of every known user and item, sampled once from the
+  heterogeneous graph of the training window (clicks, categories, creators, friendships).
+
+Everything is stored as plain arrays and JSON (:meth:`Featurizer.state`), never pickled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from muma.contract import Domain
+from training.batch import DOMAIN_IDS, Batch
+from training.model.config import FeatureSpace, GraphConfig
+from training.model.graph import HeteroGraph
+from training.model.metapaths import resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PAD, UNKNOWN = 0, 1
+_FIRST = 2
+_LOG_LIKE = re.compile(
+    r"impressions|clicks|views|dwell_ms|hours_since|age_hours|friend_count|fixation_ms"
+)
+_NEVER_HOURS = 24.0 * 60
+"""``*_hours_since_click`` of a user who never clicked in the domain (60 days)."""
+SEQUENCE_COLUMNS = ("seq_item_ids", "seq_ts")
+_DOMAIN_ORDER = [domain.value for domain in Domain]
+
+
+class FeatureError(ValueError):
+    """Rows that do not fit the featurizer (a missing column, an unknown domain, ...)."""
+
+
+class Vocabulary:
+    """String tokens -> ids ``2..n+1``; ``None``/NaN -> 0 (padding), unseen -> 1 (unknown)."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        import pandas as pd
+
+        self.tokens = np.asarray(list(tokens), dtype=str)
+        if len(set(self.tokens.tolist())) != len(self.tokens):
+            raise FeatureError("vocabulary tokens must be distinct")
+        self._index = pd.Index(self.tokens)
+
+    @classmethod
+    def build(cls, *columns: Any) -> Vocabulary:
+        """Distinct non-null values of ``columns`` in sorted order (deterministic ids)."""
+        import pandas as pd
+
+        values = pd.concat([pd.Series(np.asarray(c, dtype=object)) for c in columns]).dropna()
+        return cls(sorted(set(values.astype(str).tolist())))
+
+    def __len__(self) -> int:
+        """Size of the id space, excluding padding (tokens plus "unknown")."""
+        return len(self.tokens) + 1
+
+    def ids(self, values: Any) -> np.ndarray:
+        """int64 ids of ``values`` (any 1-D array-like)."""
+        import pandas as pd
+
+        series = pd.Series(np.asarray(values, dtype=object))
+        missing = series.isna().to_numpy()
+        found = self._index.get_indexer(series.where(~missing, "").astype(str))
+        ids = np.where(found >= 0, found + _FIRST, UNKNOWN).astype(np.int64)
+        ids[missing] = PAD
+        return ids
+
+    def token(self, index: int) -> str | None:
+        """The token of id ``index`` (None for padding and unknown)."""
+        return None if index < _FIRST else str(self.tokens[index - _FIRST])
+
+
+@dataclass(frozen=True, slots=True)
+class DenseColumn:
+    """One dense input: a scalar (``width`` 0) or a vector column, and its transform."""
+
+    name: str
+    width: int
+    log: bool
+
+    @property
+    def size(self) -> int:
+        return max(self.width, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """Model inputs of N rows as compact arrays; :meth:`batch` gathers any subset as a Batch."""
+
+    request: np.ndarray  # N int64
+    user: np.ndarray  # N int64
+    item: np.ndarray  # N int64
+    category: np.ndarray  # N int64, the candidate's category
+    creator: np.ndarray  # N int64
+    domain: np.ndarray  # N int64 (1 news, 2 video, 3 ad)
+    position: np.ndarray  # N int64
+    user_dense: np.ndarray  # N x F_u float32
+    item_dense: np.ndarray  # N x F_i float32
+    long_item: np.ndarray  # N x L int64 (oldest first, left-aligned)
+    long_gap: np.ndarray  # N x L float32 hours
+    recent_item: np.ndarray  # N x R int64
+    recent_gap: np.ndarray  # N x R float32
+    clicked: np.ndarray  # N float32
+    dwell: np.ndarray  # N float32 (log1p seconds)
+    dwell_mask: np.ndarray  # N bool
+    propensity: np.ndarray  # N float32
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+class Featurizer:
+    """Fitted transformations from feature-store rows to :class:`~training.batch.Batch`.
+
+    Build with :meth:`fit`; persist with :meth:`state` / :meth:`from_state`.
+    """
+
+    def __init__(
+        self,
+        *,
+        users: Vocabulary,
+        items: Vocabulary,
+        categories: Vocabulary,
+        creators: Vocabulary,
+        item_category: np.ndarray,
+        item_creator: np.ndarray,
+        item_domain: np.ndarray,
+        user_columns: list[DenseColumn],
+        item_columns: list[DenseColumn],
+        mean: dict[str, np.ndarray],
+        scale: dict[str, np.ndarray],
+        user_neighbours: np.ndarray,
+        item_neighbours: np.ndarray,
+        graph: GraphConfig,
+        long_length: int,
+        recent_length: int,
+    ) -> None:
+        self.users, self.items = users, items
+        self.categories, self.creators = categories, creators
+        self.item_category = item_category
+        self.item_creator = item_creator
+        self.item_domain = item_domain
+        self.user_columns, self.item_columns = user_columns, item_columns
+        self.mean, self.scale = mean, scale
+        self.user_neighbours, self.item_neighbours = user_neighbours, item_neighbours
+        self.graph = graph
+        self.long_length, self.recent_length = long_length, recent_length
+
+    # ----------------------------------------------------------------------------- fitting
+    @classmethod
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        catalog: pd.DataFrame,
+        friendships: pd.DataFrame,
+        *,
+        user_feature_names: Sequence[str],
+        item_feature_names: Sequence[str],
+        graph: GraphConfig,
+        long_length: int,
+        recent_length: int,
+        seed: int,
+    ) -> Featurizer:
+        """Fit vocabularies, dense statistics and graph neighbours on the training window.
+
+        Args:
+            train: Training rows: ``user_id``, ``item_id``, ``clicked``, ``domain`` and the
+                feature columns.
+            catalog: ``item_id, domain, category, creator_id`` of every known item.
+            friendships: Undirected ``user_id, friend_id`` pairs.
+            user_feature_names, item_feature_names: Candidate feature columns per side; the
+                numeric ones present in ``train`` become dense inputs.
+            graph: Metapaths and K.
+            long_length, recent_length: History lengths.
+            seed: Seed of the neighbour sampling.
+        """
+        _require(train, ["user_id", "item_id", "clicked", "domain"], "training rows")
+        _require(catalog, ["item_id", "domain", "category", "creator_id"], "item catalog")
+        users = Vocabulary.build(train["user_id"], friendships["user_id"], friendships["friend_id"])
+        items = Vocabulary.build(catalog["item_id"], train["item_id"])
+        categories = Vocabulary.build(catalog["category"])
+        creators = Vocabulary.build(catalog["creator_id"])
+        size = len(items) + 1
+        item_category = np.zeros(size, dtype=np.int64)
+        item_creator = np.zeros(size, dtype=np.int64)
+        item_domain = np.zeros(size, dtype=np.int64)
+        ids = items.ids(catalog["item_id"])
+        item_category[ids] = categories.ids(catalog["category"])
+        item_creator[ids] = creators.ids(catalog["creator_id"])
+        item_domain[ids] = _domain_ids(catalog["domain"])
+        # Items seen in impressions but not in the catalog keep the impression's domain.
+        seen = items.ids(train["item_id"])
+        unset = item_domain[seen] == 0
+        item_domain[seen[unset]] = _domain_ids(train["domain"].to_numpy()[unset])
+
+        user_columns = _dense_columns(train, user_feature_names)
+        item_columns = _dense_columns(train, item_feature_names)
+        mean, scale = {}, {}
+        for column in [*user_columns, *item_columns]:
+            values = _raw(train, column)
+            finite = np.where(np.isfinite(values), values, np.nan)
+            mu = np.nanmean(finite, axis=0) if np.isfinite(finite).any() else np.zeros(column.size)
+            sd = np.nanstd(finite, axis=0) if np.isfinite(finite).any() else np.ones(column.size)
+            mean[column.name] = np.nan_to_num(np.atleast_1d(mu)).astype(np.float32)
+            scale[column.name] = np.where(np.nan_to_num(np.atleast_1d(sd)) > 1e-6, sd, 1.0).astype(
+                np.float32
+            )
+
+        clicks = train[train["clicked"].astype(bool)]
+        hetero = HeteroGraph.from_edges(
+            users=len(users),
+            items=len(items),
+            categories=len(categories),
+            creators=len(creators),
+            interactions=(
+                torch.as_tensor(users.ids(clicks["user_id"])),
+                torch.as_tensor(items.ids(clicks["item_id"])),
+                torch.as_tensor(_domain_ids(clicks["domain"])),
+            ),
+            item_category=_nonzero_pairs(item_category),
+            item_creator=_nonzero_pairs(item_creator),
+            friendships=(
+                torch.as_tensor(users.ids(friendships["user_id"])),
+                torch.as_tensor(users.ids(friendships["friend_id"])),
+            ),
+        )
+        generator = torch.Generator().manual_seed(seed)
+        user_neighbours, _ = hetero.sample(
+            resolve(graph.user_metapaths, "user"),
+            torch.arange(len(users) + 1),
+            graph.neighbours,
+            generator,
+        )
+        item_neighbours, _ = hetero.sample(
+            resolve(graph.item_metapaths, "item"),
+            torch.arange(len(items) + 1),
+            graph.neighbours,
+            generator,
+        )
+        return cls(
+            users=users,
+            items=items,
+            categories=categories,
+            creators=creators,
+            item_category=item_category,
+            item_creator=item_creator,
+            item_domain=item_domain,
+            user_columns=user_columns,
+            item_columns=item_columns,
+            mean=mean,
+            scale=scale,
+            user_neighbours=user_neighbours.numpy().astype(np.int32),
+            item_neighbours=item_neighbours.numpy().astype(np.int32),
+            graph=graph,
+            long_length=long_length,
+            recent_length=recent_length,
+        )
+
+    def feature_space(self, max_position: int | None = None) -> FeatureSpace:
+        """Vocabulary sizes and dense widths for the model config."""
+        extra = {} if max_position is None else {"max_position": max_position}
+        return FeatureSpace(
+            users=len(self.users),
+            items=len(self.items),
+            categories=len(self.categories),
+            creators=len(self.creators),
+            user_dense=sum(c.size for c in self.user_columns),
+            item_dense=sum(c.size for c in self.item_columns),
+            **extra,
+        )
+
+    # --------------------------------------------------------------------------- transform
+    def transform(self, frame: pd.DataFrame, position: int | None = None) -> Encoded:
+        """Encode rows with ``request_id, user_id, item_id, ts`` and the feature columns.
+
+        Label columns (``clicked``, ``dwell_ms``, ``propensity``, ``position``) are optional:
+        serving rows have none (clicked 0, propensity 1, position ``position`` or 1).
+
+        Args:
+            frame: The rows.
+            position: Score every row at this slot instead of its logged ``position``.
+
+        Raises:
+            FeatureError: A required column is missing.
+        """
+        needed = ["user_id", "item_id", "ts", *SEQUENCE_COLUMNS]
+        needed += [c.name for c in [*self.user_columns, *self.item_columns]]
+        _require(frame, needed, "feature rows")
+        rows = len(frame)
+        requests = frame["request_id"] if "request_id" in frame else frame["user_id"]
+        request = _factorize(requests)
+        if position is not None or "position" not in frame:
+            positions = np.full(rows, position or 1, dtype=np.int64)
+        else:
+            positions = frame["position"].to_numpy(dtype=np.int64)
+        long_item, long_gap = self._sequences(frame)
+        recent_item, recent_gap = _tail(long_item, long_gap, self.recent_length)
+        clicked = (
+            frame["clicked"].to_numpy(dtype=np.float32)
+            if "clicked" in frame
+            else np.zeros(rows, np.float32)
+        )
+        dwell_ms = (
+            frame["dwell_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+            if "dwell_ms" in frame
+            else np.full(rows, np.nan)
+        )
+        dwell_mask = np.isfinite(dwell_ms) & (clicked > 0)
+        dwell = np.where(dwell_mask, np.log1p(np.nan_to_num(dwell_ms) / 1000.0), 0.0)
+        propensity = (
+            frame["propensity"].to_numpy(dtype=np.float32)
+            if "propensity" in frame
+            else np.ones(rows, np.float32)
+        )
+        item = self.items.ids(frame["item_id"])
+        # A candidate's attributes come from its row when present (feature rows and serving
+        # candidates carry them), so a cold-start item still gets its category and creator.
+        category = self.item_category[item]
+        creator = self.item_creator[item]
+        domain = self.item_domain[item]
+        if "category" in frame:
+            from_row = self.categories.ids(frame["category"])
+            category = np.where(from_row > PAD, from_row, category)
+        if "creator_id" in frame:
+            from_row = self.creators.ids(frame["creator_id"])
+            creator = np.where(from_row > PAD, from_row, creator)
+        if "domain" in frame:
+            domain = _domain_ids(frame["domain"])
+        return Encoded(
+            request=request,
+            user=self.users.ids(frame["user_id"]),
+            item=item,
+            category=category,
+            creator=creator,
+            domain=domain,
+            position=positions,
+            user_dense=self._dense(frame, self.user_columns),
+            item_dense=self._dense(frame, self.item_columns),
+            long_item=long_item,
+            long_gap=long_gap,
+            recent_item=recent_item,
+            recent_gap=recent_gap,
+            clicked=clicked,
+            dwell=dwell.astype(np.float32),
+            dwell_mask=dwell_mask,
+            propensity=propensity,
+        )
+
+    def batch(self, encoded: Encoded, rows: np.ndarray | slice | None = None) -> Batch:
+        """A :class:`Batch` of ``rows`` of ``encoded`` (all rows when None)."""
+        pick = slice(None) if rows is None else rows
+
+        def t(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values[pick]))
+
+        item = t(encoded.item)
+        long_item = t(encoded.long_item)
+        recent_item = t(encoded.recent_item)
+        user = t(encoded.user)
+        category = torch.from_numpy(self.item_category)
+        domain = torch.from_numpy(self.item_domain)
+        user_paths = torch.from_numpy(self.user_neighbours)[user].long()
+        item_paths = torch.from_numpy(self.item_neighbours)[item].long()
+        return Batch(
+            request_id=t(encoded.request),
+            user_id=user,
+            item_id=item,
+            category_id=t(encoded.category),
+            creator_id=t(encoded.creator),
+            domain_id=t(encoded.domain).clamp_min(1),
+            position=t(encoded.position),
+            user_dense=t(encoded.user_dense),
+            item_dense=t(encoded.item_dense),
+            long_item_id=long_item,
+            long_category_id=category[long_item],
+            long_domain_id=domain[long_item],
+            long_gap_hours=t(encoded.long_gap),
+            long_mask=long_item > 0,
+            recent_item_id=recent_item,
+            recent_category_id=category[recent_item],
+            recent_domain_id=domain[recent_item],
+            recent_gap_hours=t(encoded.recent_gap),
+            recent_mask=recent_item > 0,
+            user_paths=user_paths,
+            user_paths_mask=user_paths > 0,
+            item_paths=item_paths,
+            item_paths_mask=item_paths > 0,
+            clicked=t(encoded.clicked),
+            dwell=t(encoded.dwell),
+            dwell_mask=t(encoded.dwell_mask),
+            propensity=t(encoded.propensity),
+        )
+
+    def _dense(self, frame: pd.DataFrame, columns: list[DenseColumn]) -> np.ndarray:
+        if not columns:
+            return np.zeros((len(frame), 0), np.float32)
+        parts = []
+        for column in columns:
+            values = (_raw(frame, column) - self.mean[column.name]) / self.scale[column.name]
+            parts.append(
+                np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).reshape(
+                    len(frame), column.size
+                )
+            )
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def _sequences(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``N x L`` item ids (oldest first, left-aligned) and gaps in hours to ``ts``."""
+        items, offsets = _flatten(frame["seq_item_ids"])
+        stamps, stamp_offsets = _flatten(frame["seq_ts"])
+        if not np.array_equal(offsets, stamp_offsets):
+            raise FeatureError("seq_item_ids and seq_ts differ in length on some rows")
+        rows, width = len(frame), self.long_length
+        lengths = np.minimum(np.diff(offsets), width)
+        row = np.repeat(np.arange(rows), lengths)
+        slot = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        source = offsets[row] + lengths[row] - 1 - slot  # newest-first -> oldest first
+        long_item = np.zeros((rows, width), np.int64)
+        long_gap = np.zeros((rows, width), np.float32)
+        if len(row):
+            long_item[row, slot] = self.items.ids(items[source])
+            request_s = _epoch_seconds(frame["ts"])
+            gap = (request_s[row] - stamps[source].astype(np.float64)) / 3600.0
+            long_gap[row, slot] = np.maximum(gap, 0.0)
+        return long_item, long_gap
+
+    # ------------------------------------------------------------------------- persistence
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(meta, arrays)``: JSON-ready metadata and plain arrays (no objects)."""
+        meta = {
+            "user_columns": [[c.name, c.width, c.log] for c in self.user_columns],
+            "item_columns": [[c.name, c.width, c.log] for c in self.item_columns],
+            "graph": self.graph.model_dump(mode="json"),
+            "long_length": self.long_length,
+            "recent_length": self.recent_length,
+        }
+        arrays = {
+            "users": self.users.tokens,
+            "items": self.items.tokens,
+            "categories": self.categories.tokens,
+            "creators": self.creators.tokens,
+            "item_category": self.item_category,
+            "item_creator": self.item_creator,
+            "item_domain": self.item_domain,
+            "user_neighbours": self.user_neighbours,
+            "item_neighbours": self.item_neighbours,
+        }
+        for name in self.mean:
+            arrays[f"mean/{name}"] = self.mean[name]
+            arrays[f"scale/{name}"] = self.scale[name]
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Featurizer:
+        user_columns = [DenseColumn(n, int(w), bool(g)) for n, w, g in meta["user_columns"]]
+        item_columns = [DenseColumn(n, int(w), bool(g)) for n, w, g in meta["item_columns"]]
+        names = [c.name for c in [*user_columns, *item_columns]]
+        return cls(
+            users=Vocabulary(arrays["users"].tolist()),
+            items=Vocabulary(arrays["items"].tolist()),
+            categories=Vocabulary(arrays["categories"].tolist()),
+            creators=Vocabulary(arrays["creators"].tolist()),
+            item_category=arrays["item_category"],
+            item_creator=arrays["item_creator"],
+            item_domain=arrays["item_domain"],
+            user_columns=user_columns,
+            item_columns=item_columns,
+            mean={n: arrays[f"mean/{n}"] for n in names},
+            scale={n: arrays[f"scale/{n}"] for n in names},
+            user_neighbours=arrays["user_neighbours"],
+            item_neighbours=arrays["item_neighbours"],
+            graph=GraphConfig.model_validate(meta["graph"]),
+            long_length=int(meta["long_length"]),
+            recent_length=int(meta["recent_length"]),
+        )
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Every feature column a row must carry (dense columns and the sequence)."""
+        return [c.name for c in [*self.user_columns, *self.item_columns]] + list(SEQUENCE_COLUMNS)
+
+
+# ------------------------------------------------------------------------------- helpers
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FeatureError(f"{what} lack columns {missing}")
+
+
+def _domain_ids(values: Any) -> np.ndarray:
+    import pandas as pd
+
+    series = pd.Series(np.asarray(values, dtype=object))
+    found = pd.Index(_DOMAIN_ORDER).get_indexer(series.astype(str))
+    if (found < 0).any():
+        bad = sorted(set(series[found < 0].astype(str)))[:5]
+        raise FeatureError(f"unknown domains {bad}; expected one of {_DOMAIN_ORDER}")
+    return np.asarray([DOMAIN_IDS[Domain(_DOMAIN_ORDER[i])] for i in found], dtype=np.int64)
+
+
+def _nonzero_pairs(mapping: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    index = np.nonzero(mapping)[0]
+    return torch.as_tensor(index, dtype=torch.int64), torch.as_tensor(mapping[index])
+
+
+def _dense_columns(frame: pd.DataFrame, names: Sequence[str]) -> list[DenseColumn]:
+    import pandas as pd
+
+    columns = []
+    for name in names:
+        if name not in frame.columns:
+            continue
+        series = frame[name]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            columns.append(DenseColumn(name, 0, bool(_LOG_LIKE.search(name))))
+            continue
+        sample = series.dropna()
+        if len(sample) and isinstance(sample.iloc[0], (list, tuple, np.ndarray)):
+            width = int(max(len(v) for v in sample))
+            columns.append(DenseColumn(name, width, bool(_LOG_LIKE.search(name))))
+    return columns
+
+
+def _raw(frame: pd.DataFrame, column: DenseColumn) -> np.ndarray:
+    """The column's transformed values: ``N`` (scalar) or ``N x width`` float64, NaN missing."""
+    if column.width == 0:
+        values = frame[column.name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "hours_since" in column.name:
+            values = np.where(np.isnan(values), _NEVER_HOURS, values)
+    else:
+        values = np.full((len(frame), column.width), np.nan)
+        for index, cell in enumerate(frame[column.name].to_numpy()):
+            if cell is not None and not (isinstance(cell, float) and np.isnan(cell)):
+                vector = np.asarray(cell, dtype=np.float64)[: column.width]
+                values[index, : len(vector)] = vector
+    return np.log1p(np.maximum(values, 0.0)) if column.log else values
+
+
+def _flatten(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Values and offsets of a column of lists (null -> empty)."""
+    import pyarrow as pa
+
+    array = pa.array(series.to_numpy(dtype=object), from_pandas=True)
+    if pa.types.is_null(array.type):
+        return np.asarray([], dtype=object), np.zeros(len(series) + 1, np.int64)
+    array = array.cast(pa.large_list(array.type.value_type)).fill_null([])
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    values = array.flatten().to_numpy(zero_copy_only=False)
+    return values, offsets
+
+
+def _tail(items: np.ndarray, gaps: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``width`` real entries of left-aligned rows, left-aligned."""
+    lengths = (items > 0).sum(axis=1)
+    start = np.maximum(lengths - width, 0)
+    index = np.minimum(start[:, None] + np.arange(width)[None, :], items.shape[1] - 1)
+    mask = np.arange(width)[None, :] < np.minimum(lengths, width)[:, None]
+    recent = np.where(mask, np.take_along_axis(items, index, axis=1), 0)
+    recent_gap = np.where(mask, np.take_along_axis(gaps, index, axis=1), 0.0).astype(np.float32)
+    return recent, recent_gap
+
+
+def _factorize(values: Any) -> np.ndarray:
+    import pandas as pd
+
+    codes, _ = pd.factorize(pd.Series(np.asarray(values, dtype=object)), use_na_sentinel=False)
+    return codes.astype(np.int64) + 1
+
+
+def _epoch_seconds(series: pd.Series) -> np.ndarray:
+    import pandas as pd
+
+    stamps = pd.to_datetime(series, utc=True)
+    return stamps.dt.as_unit("ns").astype("int64").to_numpy() / 1e9
