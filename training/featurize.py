@@ -315,7 +315,7 @@ class Featurizer:
         else:
             positions = frame["position"].to_numpy(dtype=np.int64)
         long_item, long_gap = self._sequences(frame)
-        recent_item, recent_gap = _tail(long_item, long_gap, self.recent_length)
+        recent_item, recent_gap = recent_tail(long_item, long_gap, self.recent_length)
         clicked = (
             frame["clicked"].to_numpy(dtype=np.float32)
             if "clicked" in frame
@@ -571,7 +571,7 @@ def _flatten(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, offsets
 
 
-def _tail(items: np.ndarray, gaps: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def recent_tail(items: np.ndarray, gaps: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The last ``width`` real entries of left-aligned rows, left-aligned."""
     lengths = (items > 0).sum(axis=1)
     start = np.maximum(lengths - width, 0)

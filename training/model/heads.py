@@ -95,20 +95,30 @@ class Calibrator(nn.Module):
             raise ValueError("calibration needs equally many logits and labels, at least one")
         if bool((labels == labels[0]).all()):
             raise ValueError("calibration needs both clicks and non-clicks")
-        log_temperature = torch.zeros((), requires_grad=True)
+
+        def loss_at(log_t: Tensor) -> Tensor:
+            return functional.binary_cross_entropy_with_logits(logits / log_t.exp(), labels)
+
+        # A coarse grid over T in [e^-3, e^3] first: L-BFGS alone can diverge to NaN when the
+        # logits barely separate the classes; it then only refines the grid's best point.
+        with torch.no_grad():
+            grid = torch.linspace(-3.0, 3.0, 61)
+            start = grid[torch.stack([loss_at(g) for g in grid]).argmin()]
+        log_temperature = start.clone().requires_grad_(True)
         optimiser = torch.optim.LBFGS([log_temperature], lr=0.5, max_iter=steps)
 
         def closure() -> Tensor:
             optimiser.zero_grad()
-            loss = functional.binary_cross_entropy_with_logits(
-                logits / log_temperature.exp(), labels
-            )
+            loss = loss_at(log_temperature)
             loss.backward()
             return loss
 
         optimiser.step(closure)
         with torch.no_grad():
-            self.log_temperature.copy_(log_temperature.detach())
+            refined = log_temperature.detach()
+            finite = bool(torch.isfinite(refined)) and bool(refined.abs() <= 5)
+            better = finite and float(loss_at(refined)) <= float(loss_at(start))
+            self.log_temperature.copy_(refined if better else start)
         return self
 
     def forward(self, logits: Tensor) -> Tensor:

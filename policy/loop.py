@@ -1,0 +1,591 @@
+"""The closed loop: policies serve the simulator's users hour by hour, learn from their own logs
+and are judged by the simulator's true click probabilities.
+
+Every policy lives in its own copy of the online world: the same users arrive at the same
+times with the same candidate sets and session interests (common random numbers), but each
+policy's users click on what *that* policy showed, so their behaviour histories, and the
+data each learning policy retrains on, differ. The world's interests drift on their own (a
+random walk, social influence, and an optional shock), the same for every policy.
+
+Policies:
+
+* ``random``: a uniform slate of the candidates.
+* ``popularity``: the candidates with the most clicks in this policy's world over the last
+  24 hours.
+* ``greedy``: the MUMA ranker's top-K (propensity 1: it never explores).
+* ``bandit``: MUMA's bandit-propensity policy: the ranker's logit plus a neural-linear UCB bonus
+  on its last hidden layer, sampled by Plackett-Luce with an epsilon share of uniform
+  exploration and a propensity floor (:func:`policy.policies.choose_slates`).
+* ``bandit_unweighted``: the same policy retrained *without* inverse-propensity weighting, to
+  measure what debiased retraining is worth.
+* ``oracle``: the top-K by the true relevance (it knows the world).
+
+Learning policies serve the simulator's logging policy (a noisy softmax with exact
+propensities) on the first day, then retrain the ranker on all their own logs every
+``retrain_every_hours``. The ranker here sees behaviour sequences, ids, categories, creators,
+domains and the social graph, maintained in the loop hour by hour, but not the Spark feature
+tables, which would need the full batch pipeline per policy and hour.
+
+Outputs: online CTR (realised clicks and the expected CTR from the true probabilities) per
+policy, domain and day, regret against the oracle, and OPE estimates of the greedy ranker's
+first-slot CTR from the bandit's own logs beside its simulated truth.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from policy.bandit import NeuralLinearUCB
+from policy.policies import ExplorationParams, choose_slates
+from policy.slate import plackett_luce_slates
+from simulator.config import InterestShock, SimulatorConfig
+from simulator.logs import HourGenerator, hours_between, logging_policy_weights
+from simulator.world import DOMAINS, MediaWorld, sigmoid, to_ms
+
+LoopPolicy = Literal["random", "popularity", "greedy", "bandit", "bandit_unweighted", "oracle"]
+LEARNING = ("greedy", "bandit", "bandit_unweighted")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoopTrainParams(_Strict):
+    """The ranker retrained inside the loop (small: it is retrained per policy per day)."""
+
+    epochs: int = Field(default=2, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    long_length: int = Field(default=20, ge=1)
+    recent_length: int = Field(default=10, ge=1)
+    valid_hours: int = Field(default=3, ge=1)
+    max_weight: float = Field(default=20.0, ge=1)
+    threads: int = Field(default=2, ge=1)
+
+
+class LoopParams(_Strict):
+    """The ``policy.loop`` section of params.yaml (``muma policy simulate``)."""
+
+    start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
+    days: int = Field(default=7, ge=1)
+    users: int = Field(default=2000, ge=10)
+    items: int = Field(default=1500, ge=20)
+    shock_day: int | None = Field(default=3, ge=0, description="interest shock at this day")
+    shock_strength: float = Field(default=3.0, gt=0)
+    candidates: int = Field(default=50, ge=2)
+    slate_size: int = Field(default=5, ge=1)
+    policies: tuple[LoopPolicy, ...] = (
+        "random",
+        "popularity",
+        "greedy",
+        "bandit",
+        "bandit_unweighted",
+        "oracle",
+    )
+    retrain_every_hours: int = Field(default=24, ge=1)
+    exploration: ExplorationParams = ExplorationParams()
+    train: LoopTrainParams = LoopTrainParams()
+    ope_max_weight: float = Field(default=50.0, ge=1)
+
+
+@dataclass
+class _Universe:
+    """One policy's world: its users' click histories, popularity counts and logs."""
+
+    name: str
+    users: int
+    length: int
+    hist_items: np.ndarray = field(init=False)  # U x L world item index + 1 (0 pad), oldest first
+    hist_ts: np.ndarray = field(init=False)  # U x L epoch seconds
+    clicks_by_hour: list[np.ndarray] = field(default_factory=list)
+    logs: list[dict[str, np.ndarray]] = field(default_factory=list)
+    model: Any = None
+    bandit: NeuralLinearUCB | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hist_items = np.zeros((self.users, self.length), np.int64)
+        self.hist_ts = np.zeros((self.users, self.length), np.float64)
+
+    def remember(self, users: np.ndarray, items: np.ndarray, ts_s: np.ndarray) -> None:
+        """Append clicks (in time order) to the users' histories, keeping the newest L."""
+        for user, item, ts in zip(users.tolist(), items.tolist(), ts_s.tolist(), strict=True):
+            row_items, row_ts = self.hist_items[user], self.hist_ts[user]
+            count = int((row_items > 0).sum())
+            if count == self.length:
+                row_items[:-1], row_ts[:-1] = row_items[1:].copy(), row_ts[1:].copy()
+                count -= 1
+            row_items[count], row_ts[count] = item + 1, ts
+
+
+def _world(params: LoopParams, seed: int) -> MediaWorld:
+    end = params.start + timedelta(days=params.days)
+    shock = None
+    if params.shock_day is not None and params.shock_day < params.days:
+        shock = InterestShock(
+            at=params.start + timedelta(days=params.shock_day), strength=params.shock_strength
+        )
+    config = SimulatorConfig(users=params.users, items=params.items, shock=shock)
+    return MediaWorld(config, seed, params.start, end)
+
+
+def _ranker_rows(world: MediaWorld, universe: _Universe, featurizer, users, items, ts_s, positions):
+    """Encoded rows for (user, world item) pairs at request times, from the loop's own state."""
+    from training.featurize import Encoded, recent_tail
+
+    maps = universe.stats["maps"]
+    hist = universe.hist_items[users]
+    long_item = np.where(hist > 0, maps["item"][np.maximum(hist - 1, 0)], 0)
+    gaps = np.where(hist > 0, (ts_s[:, None] - universe.hist_ts[users]) / 3600.0, 0.0)
+    long_gap = np.maximum(gaps, 0.0).astype(np.float32)
+    recent_item, recent_gap = recent_tail(long_item, long_gap, featurizer.recent_length)
+    n = len(users)
+    return Encoded(
+        request=np.arange(1, n + 1, dtype=np.int64),
+        user=maps["user"][users],
+        item=maps["item"][items],
+        category=maps["category"][items],
+        creator=maps["creator"][items],
+        domain=world.item_domain_idx[items].astype(np.int64) + 1,
+        position=positions.astype(np.int64),
+        user_dense=np.zeros((n, 0), np.float32),
+        item_dense=np.zeros((n, 0), np.float32),
+        long_item=long_item,
+        long_gap=long_gap,
+        recent_item=recent_item,
+        recent_gap=recent_gap,
+        clicked=np.zeros(n, np.float32),
+        dwell=np.zeros(n, np.float32),
+        dwell_mask=np.zeros(n, bool),
+        propensity=np.ones(n, np.float32),
+    )
+
+
+def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: int, now_s: float):
+    """Refit the ranker on all of the universe's logs (time split: the last hours validate)."""
+    import pandas as pd
+    import torch
+
+    from training.bundle import build_model
+    from training.config import TrainParams
+    from training.featurize import Encoded, Featurizer
+    from training.losses import LossConfig
+    from training.model.config import GraphConfig
+    from training.pipeline import model_config
+    from training.train import TrainingError, fit
+
+    logs = {key: np.concatenate([log[key] for log in universe.logs]) for key in universe.logs[0]}
+    users, items = logs["user"], logs["item"]
+    names = np.asarray(world.category_names)
+    catalog = pd.DataFrame(
+        {
+            "item_id": world.item_ids,
+            "domain": [DOMAINS[d].value for d in world.item_domain_idx],
+            "category": names[world.item_category],
+            "creator_id": np.char.add("c", world.item_creator.astype(str)),
+        }
+    )
+    pairs = np.asarray(list(world.edges), dtype=np.int64).reshape(-1, 2)
+    friends = pd.DataFrame(
+        {"user_id": world.user_ids[pairs[:, 0]], "friend_id": world.user_ids[pairs[:, 1]]}
+    )
+    frame = pd.DataFrame(
+        {
+            "user_id": world.user_ids[users],
+            "item_id": world.item_ids[items],
+            "clicked": logs["clicked"],
+            "domain": [DOMAINS[d].value for d in world.item_domain_idx[items]],
+        }
+    )
+    train = params.train
+    featurizer = Featurizer.fit(
+        frame,
+        catalog,
+        friends,
+        user_feature_names=[],
+        item_feature_names=[],
+        graph=GraphConfig(),
+        long_length=train.long_length,
+        recent_length=min(train.recent_length, train.long_length),
+        seed=seed,
+    )
+    maps = {
+        "user": featurizer.users.ids(world.user_ids),
+        "item": featurizer.items.ids(world.item_ids),
+        "category": featurizer.categories.ids(catalog["category"]),
+        "creator": featurizer.creators.ids(catalog["creator_id"]),
+    }
+    universe.stats["maps"] = maps
+    hist = logs["hist_items"]
+    long_item = np.where(hist > 0, maps["item"][np.maximum(hist - 1, 0)], 0)
+    gap = np.where(hist > 0, (logs["ts"][:, None] - logs["hist_ts"]) / 3600.0, 0.0)
+    long_gap = np.maximum(gap, 0.0).astype(np.float32)
+    from training.featurize import recent_tail
+
+    recent_item, recent_gap = recent_tail(long_item, long_gap, featurizer.recent_length)
+    n = len(users)
+    encoded = Encoded(
+        request=logs["request"],
+        user=maps["user"][users],
+        item=maps["item"][items],
+        category=maps["category"][items],
+        creator=maps["creator"][items],
+        domain=world.item_domain_idx[items].astype(np.int64) + 1,
+        position=logs["position"].astype(np.int64),
+        user_dense=np.zeros((n, 0), np.float32),
+        item_dense=np.zeros((n, 0), np.float32),
+        long_item=long_item,
+        long_gap=long_gap,
+        recent_item=recent_item,
+        recent_gap=recent_gap,
+        clicked=logs["clicked"].astype(np.float32),
+        dwell=np.zeros(n, np.float32),
+        dwell_mask=np.zeros(n, bool),
+        propensity=np.clip(logs["propensity"], 1e-6, 1.0).astype(np.float32),
+    )
+    cut = now_s - train.valid_hours * 3600
+    is_valid = logs["ts"] >= cut
+    split = {
+        name: Encoded(**{k: getattr(encoded, k)[rows] for k in Encoded.__dataclass_fields__})
+        for name, rows in (("train", ~is_valid), ("valid", is_valid))
+    }
+    weighted = universe.name != "bandit_unweighted"
+    train_params = TrainParams(
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        lr=train.lr,
+        threads=train.threads,
+        long_length=train.long_length,
+        early_stopping_patience=1,
+        loss=LossConfig(propensity_weighting=weighted, max_weight=train.max_weight),
+    )
+    config = model_config(train_params, featurizer)
+    torch.manual_seed(seed)
+    model = build_model("muma", config)
+    try:
+        result = fit(
+            model, featurizer, split["train"], split["valid"], train_params, seed, progress=False
+        )
+    except TrainingError:
+        return  # keep the previous model (e.g. a validation window without clicks)
+    universe.model = (model, featurizer, result.temperature)
+    hidden_dim = config["towers"]["tower"][-1]
+    universe.bandit = NeuralLinearUCB(
+        hidden_dim, [d.value for d in DOMAINS], alpha=params.exploration.ucb_alpha
+    )
+    universe.stats.setdefault("retrains", []).append(
+        {"rows": n, "valid_auc": result.history[result.best_epoch - 1].valid_auc}
+    )
+
+
+def _score(world, universe, users, cand, ts_s, want_hidden: bool):
+    """Calibrated logits ``R x C`` (and hidden ``R x C x H``) of the universe's ranker."""
+    import torch
+
+    model, featurizer, temperature = universe.model
+    r, c = cand.shape
+    encoded = _ranker_rows(
+        world,
+        universe,
+        featurizer,
+        np.repeat(users, c),
+        cand.ravel(),
+        np.repeat(ts_s, c),
+        np.ones(r * c, np.int64),
+    )
+    batch = featurizer.batch(encoded)
+    model.eval()
+    with torch.inference_mode():
+        hidden = model.hidden(batch)
+        position = model.position_bias(model.embeddings.position(batch.position))
+        logits = model.head(hidden, position).click_logit / temperature
+    hidden_np = hidden.numpy().reshape(r, c, -1) if want_hidden else None
+    return logits.numpy().reshape(r, c), hidden_np
+
+
+def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str, Any]:
+    """Run every policy of ``params`` for ``params.days`` simulated days; return the report."""
+    import torch
+
+    started = time.perf_counter()
+    torch.set_num_threads(params.train.threads)
+    world = _world(params, seed)
+    generator = HourGenerator(world, seed)
+    logging = world.config.logging_policy
+    universes = {
+        name: _Universe(name, params.users, params.train.long_length) for name in params.policies
+    }
+    end = params.start + timedelta(days=params.days)
+    hours = list(hours_between(params.start, end))
+    daily: dict[str, list[dict[str, float]]] = {name: [] for name in params.policies}
+    totals = {
+        name: {"impressions": 0, "clicks": 0, "expected": 0.0, "by_domain": {}}
+        for name in params.policies
+    }
+    ope_rows: list[dict[str, np.ndarray]] = []
+    day_acc = {name: [0, 0, 0.0] for name in params.policies}
+    for hour_index, hour in enumerate(hours):
+        world.advance_to(hour)
+        h0 = to_ms(hour)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 7, hour_index]))
+        requests = generator.requests(hour, rng)
+        if hour_index and hour_index % params.retrain_every_hours == 0:
+            for name in LEARNING:
+                if name in universes:
+                    _retrain(world, universes[name], params, seed + hour_index, h0 / 1000)
+        for d_idx, domain in enumerate(DOMAINS):
+            req = requests[requests["domain"] == d_idx]
+            available = world.available_items(domain, h0)
+            if req.empty or len(available) < params.slate_size:
+                continue
+            c = min(params.candidates, len(available))
+            pool = rng.permutation(available)
+            offsets = rng.integers(0, len(pool), size=len(req))
+            cand = pool[(offsets[:, None] + np.arange(c)) % len(pool)]  # R x C
+            users = req["user"].to_numpy()
+            ts_ms = req["ts"].to_numpy()
+            ts_s = ts_ms / 1000.0
+            focus = world.sample_focus(users, np.full(len(users), d_idx), rng)
+            index = req["index"].to_numpy()
+            relevance = sigmoid(
+                world.relevance_logit(
+                    users[:, None], cand, ts_ms[:, None], focus[:, None], index[:, None]
+                )
+            )  # R x C, true
+            uniforms = rng.random((len(req), params.slate_size))
+            noise = rng.normal(0, 1.5, size=cand.shape)
+            policy_rng = np.random.default_rng(
+                np.random.SeedSequence([seed, 11, hour_index, d_idx])
+            )
+            positions = np.arange(1, params.slate_size + 1)
+            examination = world.examination(positions)
+            for name, universe in universes.items():
+                chosen, propensity = _choose(
+                    name,
+                    universe,
+                    world,
+                    params,
+                    users,
+                    cand,
+                    ts_s,
+                    relevance,
+                    noise,
+                    logging,
+                    policy_rng,
+                    domain.value,
+                )
+                shown = np.take_along_axis(cand, chosen, axis=1)
+                p_click = examination[None, :] * np.take_along_axis(relevance, chosen, axis=1)
+                clicked = uniforms < p_click
+                _account(totals[name], day_acc[name], domain.value, clicked, p_click)
+                universe.logs.append(
+                    {
+                        "user": np.repeat(users, params.slate_size),
+                        "item": shown.ravel(),
+                        "ts": np.repeat(ts_s, params.slate_size),
+                        "request": np.repeat(
+                            hour_index * 10_000_000 + req.index.to_numpy(), params.slate_size
+                        ),
+                        "position": np.tile(positions, len(users)),
+                        "propensity": propensity.ravel(),
+                        "clicked": clicked.ravel(),
+                        "hist_items": np.repeat(
+                            universe.hist_items[users], params.slate_size, axis=0
+                        ),
+                        "hist_ts": np.repeat(universe.hist_ts[users], params.slate_size, axis=0),
+                    }
+                )
+                if universe.bandit is not None and "hidden" in universe.stats:
+                    hidden = universe.stats.pop("hidden")
+                    rows = np.take_along_axis(hidden, chosen[:, :, None], axis=1)
+                    universe.bandit.update(
+                        domain.value,
+                        rows.reshape(-1, rows.shape[-1]),
+                        clicked.ravel().astype(float),
+                    )
+                logits = universe.stats.pop("logits", None)
+                if name == "bandit" and logits is not None:
+                    ope_rows.append(
+                        _ope_round(
+                            logits,
+                            chosen,
+                            propensity,
+                            clicked,
+                            relevance,
+                            examination,
+                        )
+                    )
+                order = np.argsort(np.repeat(ts_s, params.slate_size), kind="stable")
+                hit = clicked.ravel()[order]
+                universe.remember(
+                    np.repeat(users, params.slate_size)[order][hit],
+                    shown.ravel()[order][hit],
+                    np.repeat(ts_s, params.slate_size)[order][hit],
+                )
+                universe.clicks_by_hour.append(shown[clicked])
+        if (hour_index + 1) % 24 == 0:
+            day = (hour_index + 1) // 24
+            for name in params.policies:
+                shown_n, clicks, expected = day_acc[name]
+                daily[name].append(
+                    {
+                        "day": day,
+                        "ctr": clicks / shown_n if shown_n else 0.0,
+                        "expected_ctr": expected / shown_n if shown_n else 0.0,
+                    }
+                )
+                day_acc[name] = [0, 0, 0.0]
+            if progress:
+                line = ", ".join(f"{n} {daily[n][-1]['expected_ctr']:.4f}" for n in params.policies)
+                print(f"day {day}: expected CTR {line}", flush=True)
+    return _report(params, seed, totals, daily, universes, ope_rows, time.perf_counter() - started)
+
+
+def _choose(
+    name, universe, world, params, users, cand, ts_s, relevance, noise, logging, rng, domain
+):
+    """Chosen columns ``R x K`` and their propensities for one policy."""
+    k = params.slate_size
+    r, c = cand.shape
+    if name == "oracle":
+        chosen = np.argsort(-relevance, axis=1, kind="stable")[:, :k]
+        return chosen, np.ones((r, k))
+    if name == "random":
+        return plackett_luce_slates(np.full((r, c), 1.0 / c), k, rng)
+    if name == "popularity":
+        recent = universe.clicks_by_hour[-24 * len(DOMAINS) :]  # one entry per hour and domain
+        counts = (
+            np.bincount(np.concatenate(recent), minlength=len(world.item_ids)) if recent else None
+        )
+        score = counts[cand] if counts is not None else np.zeros((r, c))
+        score = score + rng.random((r, c)) * 1e-3  # ties broken at random
+        return np.argsort(-score, axis=1, kind="stable")[:, :k], np.ones((r, k))
+    if universe.model is None:  # the first day: the simulator's logging policy
+        truth = np.log(relevance / (1 - relevance))
+        scores = logging.knowledge * truth + (1 - logging.knowledge) * noise
+        weights = logging_policy_weights(scores, logging.temperature, logging.epsilon)
+        return plackett_luce_slates(weights, k, rng)
+    bandit = name in ("bandit", "bandit_unweighted")
+    logits, hidden = _score(world, universe, users, cand, ts_s, bandit)
+    if not bandit:
+        slates = choose_slates("greedy", logits, k, params.exploration, rng)
+    else:
+        universe.stats["hidden"], universe.stats["logits"] = hidden, logits
+        slates = choose_slates(
+            "bandit",
+            logits,
+            k,
+            params.exploration,
+            rng,
+            bandit=universe.bandit,
+            domain=domain,
+            hidden=hidden,
+        )
+    return slates.chosen, slates.propensity
+
+
+def _account(total, day, domain, clicked, p_click) -> None:
+    n, hits, expected = clicked.size, int(clicked.sum()), float(p_click.sum())
+    total["impressions"] += n
+    total["clicks"] += hits
+    total["expected"] += expected
+    by = total["by_domain"].setdefault(domain, [0, 0, 0.0])
+    by[0] += n
+    by[1] += hits
+    by[2] += expected
+    day[0] += n
+    day[1] += hits
+    day[2] += expected
+
+
+def _ope_round(logits, chosen, propensity, clicked, relevance, examination):
+    """First-slot feedback of the bandit and the greedy ranker's choice on the same rounds."""
+    greedy = np.argmax(logits, axis=1)
+    q_hat = sigmoid(logits) * examination[0]
+    return {
+        "action": chosen[:, 0],
+        "pscore": propensity[:, 0],
+        "reward": clicked[:, 0].astype(float),
+        "target": greedy,
+        "q_hat": q_hat,
+        "truth": examination[0] * relevance[np.arange(len(greedy)), greedy],
+    }
+
+
+def _report(params, seed, totals, daily, universes, ope_rows, seconds) -> dict[str, Any]:
+    from policy.ope import LoggedFeedback, evaluate_policy, relative_error
+
+    policies = {}
+    oracle = totals.get("oracle")
+    for name, total in totals.items():
+        n = total["impressions"]
+        entry = {
+            "impressions": n,
+            "clicks": total["clicks"],
+            "ctr": total["clicks"] / n if n else 0.0,
+            "expected_ctr": total["expected"] / n if n else 0.0,
+            "per_domain": {
+                domain: {"impressions": v[0], "ctr": v[1] / v[0], "expected_ctr": v[2] / v[0]}
+                for domain, v in total["by_domain"].items()
+            },
+            "daily": daily[name],
+            "retrains": universes[name].stats.get("retrains", []),
+        }
+        if oracle is not None:
+            entry["regret_clicks"] = oracle["expected"] - total["expected"]
+            entry["share_of_oracle"] = (
+                total["expected"] / oracle["expected"] if oracle["expected"] else None
+            )
+        policies[name] = entry
+    report: dict[str, Any] = {
+        "params": params.model_dump(mode="json"),
+        "seed": seed,
+        "seconds": round(seconds, 1),
+        "policies": policies,
+        "logging_policy_note": "learning policies serve the simulator's logging policy on day 1",
+    }
+    if "greedy" in policies and "bandit" in policies:
+        g, b = policies["greedy"]["expected_ctr"], policies["bandit"]["expected_ctr"]
+        report["bandit_vs_greedy_relative"] = (b - g) / g if g else None
+    if "bandit" in policies and "bandit_unweighted" in policies:
+        w, u = policies["bandit"]["expected_ctr"], policies["bandit_unweighted"]["expected_ctr"]
+        report["debiased_vs_unweighted_relative"] = (w - u) / u if u else None
+    if ope_rows:
+        rows = {k: np.concatenate([r[k] for r in ope_rows]) for k in ope_rows[0]}
+        n, c = rows["q_hat"].shape
+        feedback = LoggedFeedback(
+            reward=rows["reward"], action=rows["action"], pscore=rows["pscore"], n_actions=c
+        )
+        target = np.zeros((n, c))
+        target[np.arange(n), rows["target"]] = 1.0
+        estimates = evaluate_policy(
+            feedback,
+            target,
+            q_hat=rows["q_hat"],
+            max_weight=params.ope_max_weight,
+            n_bootstrap=200,
+            seed=seed,
+        )
+        truth = float(rows["truth"].mean())
+        report["ope"] = {
+            "target": "greedy ranker, first slot",
+            "logging": "bandit (its own logs after day 1)",
+            "rounds": int(n),
+            "truth": truth,
+            "estimates": {
+                name: {
+                    "value": e.value,
+                    "ci_low": e.ci_low,
+                    "ci_high": e.ci_high,
+                    "relative_error": relative_error(e.value, truth),
+                }
+                for name, e in estimates.items()
+            },
+        }
+    return report
