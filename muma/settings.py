@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     api_token: SecretStr | None = Field(default=None)
     params_path: Path = Field(default=Path("params.yaml"))
+    serving_url: str | None = Field(
+        default=None, description="base URL of a running `muma serve`, asked to reload models"
+    )
 
     @field_validator("spark_master")
     @classmethod
