@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from bench import bench_features, bench_ingest, bench_model, bench_monitoring, bench_simulator
+from bench import (
+    bench_features,
+    bench_ingest,
+    bench_model,
+    bench_monitoring,
+    bench_serving,
+    bench_simulator,
+)
 from bench.common import RESULTS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -101,6 +108,24 @@ def write_doc(results: dict) -> None:
             f"sampled rows) | {monitoring['machine']}, {monitoring['date']}; load average "
             f"{monitoring['load_average_1min']} |"
         )
+    serving = results.get("serving")
+    if serving:
+        cond = (
+            f"{serving['users']:,} users, {serving['items']:,} items, "
+            f"{serving['clients']} clients, "
+            f"{serving['phase_seconds']} s phases; {serving['machine']}, {serving['date']}; "
+            f"load average {serving['load_average_1m_after']}"
+        )
+        for name, phase in serving["phases"].items():
+            lines.append(
+                f"| serving: {name} | p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, "
+                f"{phase['throughput_rps']} req/s, {phase['errors']} errors, "
+                f"{phase['degraded']} degraded | {cond} |"
+            )
+        mem = serving["server_memory_mb"]
+        lines.append(
+            f"| serving: resident memory | {mem['VmRSS']} MB (peak {mem['VmHWM']} MB) | {cond} |"
+        )
     DOC.write_text("\n".join(lines) + "\n")
 
 
@@ -109,7 +134,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 10 minutes")
     parser.add_argument(
         "--only",
-        choices=["simulator", "ingest", "features", "model", "monitoring"],
+        choices=["simulator", "ingest", "features", "model", "monitoring", "serving"],
         help="run one benchmark; the others keep their last results",
     )
     args = parser.parse_args()
@@ -123,6 +148,8 @@ def main() -> None:
         bench_model.main(quick=args.quick, write=True)
     if args.only in (None, "monitoring"):
         bench_monitoring.main(quick=args.quick)
+    if args.only in (None, "serving"):
+        bench_serving.main(quick=args.quick)
     results = json.loads(RESULTS.read_text())
     write_doc(results)
     print(json.dumps(results, indent=2))

@@ -1,0 +1,191 @@
+"""Writing what the service served and received: landing-zone records and served features.
+
+- Impressions (one per shown item: request id, position, policy, model version, exact
+  propensity) and events go to the landing zone in the data contract, as gzip JSON Lines
+  in their hour's partition, so ingest, off-policy evaluation and monitoring read serving
+  logs exactly like the simulator's or an importer's.
+- The feature values each impression was scored with go to a Parquet sidecar,
+  ``<data_root>/serving/features/date=YYYY-MM-DD/hour=HH/part-*.parquet``, so monitoring
+  compares what was served with what training saw.
+
+Requests only append to memory; a background thread writes every ``flush_seconds`` (or at
+``flush_records``) one new file per partition with a unique part name, written to a hidden
+temporary name and renamed, so readers (Spark skips dot-files) never see half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from muma.contract import Source
+from muma.landing import write_partition_bytes
+
+
+def hour_of(epoch_s: float) -> datetime:
+    """Start of the UTC hour holding ``epoch_s``."""
+    return datetime.fromtimestamp(int(epoch_s) // 3600 * 3600, UTC)
+
+
+def iso_utc(epoch_s: float) -> str:
+    """ISO-8601 with milliseconds and ``Z``, the landing zone's timestamp form."""
+    stamp = datetime.fromtimestamp(epoch_s, UTC)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"
+
+
+def features_dir(data_root: Path) -> Path:
+    """Root of the served-features sidecar."""
+    return Path(data_root) / "serving" / "features"
+
+
+@dataclass
+class FeatureRecord:
+    """Served features of one request's impressions, expanded to rows when written.
+
+    Attributes:
+        meta: One dict per impression (event id, request id, ids, position, score...).
+        user: The user's feature values (shared by every impression of the request).
+        items: Per impression, the item's feature values.
+        hour: Partition hour.
+    """
+
+    meta: list[dict[str, Any]]
+    user: dict[str, Any]
+    items: list[dict[str, Any]]
+    hour: datetime
+
+
+@dataclass
+class LogStats:
+    written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    files: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+class ServingLog:
+    """Buffered, thread-safe writer of landing records and served features.
+
+    Args:
+        landing_root: Landing zone root (``Settings.landing_root``).
+        data_root: Data root (the features sidecar lives under it).
+        flush_seconds: Write interval of the background thread.
+        flush_records: Write as soon as this many records wait.
+    """
+
+    def __init__(
+        self, landing_root: Path, data_root: Path, flush_seconds: float, flush_records: int
+    ) -> None:
+        self.landing_root = Path(landing_root)
+        self.features_root = features_dir(data_root)
+        self.flush_seconds = flush_seconds
+        self.flush_records = flush_records
+        self._lock = threading.Lock()
+        self._lines: dict[tuple[Source, datetime], list[bytes]] = defaultdict(list)
+        self._features: list[FeatureRecord] = []
+        self._pending = 0
+        self._sequence = 0
+        self._prefix = f"part-serve-{socket.gethostname()}-{os.getpid()}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = LogStats()
+
+    # ------------------------------------------------------------------------- appending
+    def append(self, source: Source, records: list[dict[str, Any]], epoch_s: list[float]) -> None:
+        """Queue contract records of ``source``; ``epoch_s`` gives each one's partition."""
+        lines = [orjson.dumps(record) for record in records]
+        with self._lock:
+            for line, stamp in zip(lines, epoch_s, strict=True):
+                self._lines[(source, hour_of(stamp))].append(line)
+            self._pending += len(lines)
+            full = self._pending >= self.flush_records
+        if full:
+            self._wake.set()
+
+    def append_features(self, record: FeatureRecord) -> None:
+        with self._lock:
+            self._features.append(record)
+
+    # -------------------------------------------------------------------------- writing
+    def _part(self) -> str:
+        self._sequence += 1
+        return f"{self._prefix}-{int(time.time() * 1000)}-{self._sequence:06d}"
+
+    def flush(self) -> int:
+        """Write everything queued now; returns the number of landing records written."""
+        with self._lock:
+            lines, self._lines = self._lines, defaultdict(list)
+            features, self._features = self._features, []
+            self._pending = 0
+        written = 0
+        for (source, hour), batch in lines.items():
+            try:
+                write_partition_bytes(
+                    self.landing_root, source, hour, b"\n".join(batch) + b"\n", part=self._part()
+                )
+            except OSError as error:  # keep them for the next flush
+                self._requeue(source, hour, batch, error)
+                continue
+            written += len(batch)
+            self.stats.written[str(source)] += len(batch)
+            self.stats.files += 1
+        if features:
+            try:
+                self._write_features(features)
+            except (OSError, ValueError) as error:
+                self.stats.failures += 1
+                self.stats.last_error = f"served features: {error}"
+        return written
+
+    def _requeue(self, source: Source, hour: datetime, batch: list[bytes], error: OSError) -> None:
+        with self._lock:
+            self._lines[(source, hour)][:0] = batch
+            self._pending += len(batch)
+        self.stats.failures += 1
+        self.stats.last_error = f"{source}: {error}"
+
+    def _write_features(self, records: list[FeatureRecord]) -> None:
+        import pandas as pd
+
+        by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            for meta, item in zip(record.meta, record.items, strict=True):
+                by_hour[record.hour].append({**meta, **record.user, **item})
+        for hour, rows in by_hour.items():
+            directory = self.features_root / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+            directory.mkdir(parents=True, exist_ok=True)
+            part = self._part()
+            temporary = directory / f".{part}.parquet.tmp"
+            pd.DataFrame(rows).to_parquet(temporary, index=False)
+            os.replace(temporary, directory / f"{part}.parquet")
+
+    # --------------------------------------------------------------------- the thread
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="serving-log", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def stop(self) -> None:
+        """Stop the thread and write what is left."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
