@@ -74,8 +74,8 @@ class LoopParams(_Strict):
 
     start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
     days: int = Field(default=7, ge=1)
-    users: int = Field(default=2000, ge=10)
-    items: int = Field(default=1500, ge=20)
+    users: int = Field(default=1000, ge=10)
+    items: int = Field(default=1000, ge=20)
     shock_day: int | None = Field(default=3, ge=0, description="interest shock at this day")
     shock_strength: float = Field(default=3.0, gt=0)
     candidates: int = Field(default=50, ge=2)

@@ -184,8 +184,14 @@ class BehaviourEncoder(nn.Module):
         recent_domain_id: Tensor,
         recent_gap_hours: Tensor,
         recent_mask: Tensor,
+        shared: tuple[Tensor, Tensor] | None = None,
     ) -> EncodedInterest:
         """Fused interest of each user towards its candidate.
+
+        The LSTM and Transformer keys depend on the history only, not on the candidate, so rows
+        with identical histories (the candidates of one request) can share them: with
+        ``shared = (first, inverse)`` the keys are computed for the rows ``first`` (one per
+        distinct history) and gathered back with ``inverse`` (``B`` indices into ``first``).
 
         Args:
             candidate: ``B x D`` candidate item-side vectors (the attention query).
@@ -197,9 +203,15 @@ class BehaviourEncoder(nn.Module):
             recent_domain_id: ``B x L_recent`` int64.
             recent_gap_hours: ``B x L_recent`` float32.
             recent_mask: ``B x L_recent`` bool.
+            shared: Optional ``(first, inverse)`` from :func:`distinct_histories`.
         """
-        long_keys = self.encode_long(long_behaviours, long_mask)  # B x L_long x D
-        recent_keys = self.encode_recent(recent_behaviours, recent_mask)  # B x L_recent x D
+        if shared is None:
+            long_keys = self.encode_long(long_behaviours, long_mask)  # B x L_long x D
+            recent_keys = self.encode_recent(recent_behaviours, recent_mask)  # B x L_recent x D
+        else:
+            first, inverse = shared
+            long_keys = self.encode_long(long_behaviours[first], long_mask[first])[inverse]
+            recent_keys = self.encode_recent(recent_behaviours[first], recent_mask[first])[inverse]
         long_bias = recent_bias = None
         if self.decay is not None:
             long_bias = self.decay(long_domain_id, long_gap_hours)  # B x L_long
@@ -215,3 +227,24 @@ class BehaviourEncoder(nn.Module):
         )  # B x D
         interest = gate * long_interest + (1 - gate) * recent_interest
         return EncodedInterest(interest, long_weights, recent_weights, gate)
+
+
+def distinct_histories(*columns: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(first, inverse)`` over rows whose history columns are all equal, or None if all differ.
+
+    Args:
+        columns: ``B x L_i`` tensors (ids and masks) that together define a history.
+
+    Returns:
+        ``first``: ``U`` row indices, one per distinct history; ``inverse``: ``B`` indices into
+        ``first``. None when every row is distinct (nothing to share).
+    """
+    rows = torch.cat([column.long() for column in columns], dim=1)
+    if rows.shape[0] < 2:
+        return None
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if unique.shape[0] == rows.shape[0]:
+        return None
+    first = torch.empty(unique.shape[0], dtype=torch.long)
+    first.scatter_(0, inverse, torch.arange(rows.shape[0]))
+    return first, inverse

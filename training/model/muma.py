@@ -23,7 +23,7 @@ from training.batch import Batch
 
 from .config import MumaConfig, item_side_dim
 from .embeddings import FeatureEmbeddings
-from .encoder import BehaviourEncoder, EncodedInterest
+from .encoder import BehaviourEncoder, EncodedInterest, distinct_histories
 from .graph import MetapathAggregator, path_summaries
 from .heads import ClickDwellHead, PositionBias, RankerOutput
 from .metapaths import resolve
@@ -92,6 +92,9 @@ class MumaRanker(nn.Module):
         recent_behaviours = embeddings.item_side(
             batch.recent_item_id, batch.recent_category_id, batch.recent_domain_id
         )  # B x L_recent x D_item
+        shared = distinct_histories(
+            batch.long_item_id, batch.long_mask, batch.recent_item_id, batch.recent_mask
+        )
         return self.encoder(
             candidate,
             long_behaviours,
@@ -102,6 +105,7 @@ class MumaRanker(nn.Module):
             batch.recent_domain_id,
             batch.recent_gap_hours,
             batch.recent_mask,
+            shared,
         )
 
     def forward(self, batch: Batch) -> RankerOutput:
