@@ -611,6 +611,13 @@ def monitor(
     metrics: Annotated[Path, typer.Option(help="Where the summary is written as JSON.")] = Path(
         "metrics/monitor.json"
     ),
+    champion: Annotated[
+        bool,
+        typer.Option(
+            help="Score both windows with the champion ranker (prediction and representation "
+            "drift) when one is promoted and the windows' features are built."
+        ),
+    ] = True,
 ) -> None:
     """Drift of a current window against a reference window, and the retraining decision.
 
@@ -654,6 +661,19 @@ def monitor(
     except FileNotFoundError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
+    embeddings = {}
+    scored_by = None
+    if champion:
+        views = _champion_views(settings, reference_rows, current_rows)
+        if views is not None:
+            reference_view, current_view = views
+            reference_rows = reference_rows.assign(prediction=reference_view.prediction)
+            current_rows = current_rows.assign(prediction=current_view.prediction)
+            embeddings = {
+                "reference_embeddings": reference_view.representations,
+                "current_embeddings": current_view.representations,
+            }
+            scored_by = current_view.version
     result = run_monitor(
         reference_rows,
         current_rows,
@@ -662,11 +682,13 @@ def monitor(
         run_date=current_window[0].date(),
         workspace=workspace,
         items=items,
+        **embeddings,
     )
     summary = result.summary | {
         "reference_window": [t.isoformat() for t in reference_window],
         "current_window": [t.isoformat() for t in current_window],
         "paths": result.paths,
+        "champion_version": scored_by,
     }
     _write_metrics(metrics, summary)
     console.print(
@@ -684,6 +706,28 @@ def monitor(
     for name, path in result.paths.items():
         console.print(f"{name}: {path}")
     console.print(f"summary: {metrics}; browse runs: evidently ui --workspace {workspace}")
+
+
+def _champion_views(settings: Settings, reference_rows, current_rows):
+    """Both windows scored by the champion, or None (no champion, or no features: said so)."""
+    from feature_repo.config import FeaturesParams
+    from feature_repo.store import FeastParams
+    from monitoring.champion import window_views
+    from training.bundle import BundleError
+    from training.featurize import FeatureError
+
+    features = _load(settings, "features", FeaturesParams)
+    feast = _load(settings, "feast", FeastParams)
+    try:
+        views = window_views(settings, reference_rows, current_rows, features, feast)
+    except (BundleError, FeatureError, ValueError) as error:
+        console.print(f"[yellow]warning:[/yellow] champion not used for drift: {error}")
+        return None
+    if views is None:
+        console.print("no champion promoted yet: prediction and representation drift skipped")
+    else:
+        console.print(f"scored both windows with champion {views[1].version}")
+    return views
 
 
 features_app = typer.Typer(

@@ -117,6 +117,13 @@ def test_train_evaluate_promote_and_never_promote_a_worse_model(env: Path) -> No
     _run("promote")
     assert read_champion_version(env) == first.version
 
+    # Monitoring scores both windows with the champion: prediction and representation drift.
+    _run("monitor", "--out", str(env / "monitoring"), "--workspace", str(env / "ws"))
+    report = json.loads((env / "metrics" / "monitor.json").read_text())
+    assert report["champion_version"] == first.version
+    assert report["representation"]["status"] == "ok"
+    assert {row["status"] for row in report["calibration"]} == {"ok"}
+
 
 def read_champion_version(env: Path) -> str:
     from muma.settings import Settings
