@@ -11,6 +11,7 @@ from bench import (
     bench_ingest,
     bench_model,
     bench_monitoring,
+    bench_ranker,
     bench_serving,
     bench_simulator,
 )
@@ -126,6 +127,20 @@ def write_doc(results: dict) -> None:
         lines.append(
             f"| serving: resident memory | {mem['VmRSS']} MB (peak {mem['VmHWM']} MB) | {cond} |"
         )
+    ranker = results.get("ranker")
+    if ranker:
+        for dataset, entry in ranker.get("datasets", {}).items():
+            rows = entry.get("rows", {})
+            for model, result in entry.get("models", {}).items():
+                if result.get("skipped"):
+                    continue
+                lines.append(
+                    f"| ranker {dataset}: {model} | AUC {result.get('auc')}, GAUC "
+                    f"{result.get('gauc')}, ECE {result.get('ece')}; "
+                    f"{result.get('samples_per_second_median')} samples/s | "
+                    f"{rows.get('train')} train / {rows.get('test')} test rows; "
+                    f"{ranker.get('machine')}, {ranker.get('date')} |"
+                )
     DOC.write_text("\n".join(lines) + "\n")
 
 
@@ -134,7 +149,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 10 minutes")
     parser.add_argument(
         "--only",
-        choices=["simulator", "ingest", "features", "model", "monitoring", "serving"],
+        choices=["simulator", "ingest", "features", "model", "monitoring", "serving", "ranker"],
         help="run one benchmark; the others keep their last results",
     )
     args = parser.parse_args()
@@ -150,6 +165,13 @@ def main() -> None:
         bench_monitoring.main(quick=args.quick)
     if args.only in (None, "serving"):
         bench_serving.main(quick=args.quick)
+    if args.only in (None, "ranker"):
+        try:
+            bench_ranker.main(
+                ["--save", "--scale-rows", "1000000"] + (["--quick"] if args.quick else [])
+            )
+        except bench_ranker.BenchError as error:
+            print(f"ranker skipped: {error}")
     results = json.loads(RESULTS.read_text())
     write_doc(results)
     print(json.dumps(results, indent=2))
