@@ -907,7 +907,7 @@ def policy_simulate(
         console.print(
             f"OPE of the {ope['target']} from the {ope['logging']}: truth {ope['truth']:.4f}; "
             + ", ".join(
-                f"{name} {e['value']:.4f} ({e['relative_error']:+.1%})"
+                f"{name} {e['value']:.4f} (error {e['relative_error']:.1%})"
                 for name, e in ope["estimates"].items()
             )
         )
