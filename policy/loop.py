@@ -135,35 +135,48 @@ def _world(params: LoopParams, seed: int) -> MediaWorld:
     return MediaWorld(config, seed, params.start, end)
 
 
-def _ranker_rows(world: MediaWorld, universe: _Universe, featurizer, users, items, ts_s, positions):
-    """Encoded rows for (user, world item) pairs at request times, from the loop's own state."""
+def _encode(
+    world: MediaWorld,
+    maps: dict[str, np.ndarray],
+    recent_length: int,
+    rows: dict[str, np.ndarray],
+):
+    """Model inputs from the loop's own arrays (no dense features; ids, sequence, graph).
+
+    Args:
+        world: The world (item domains).
+        maps: World user/item/category/creator index -> the featurizer's ids.
+        recent_length: The featurizer's recent window.
+        rows: ``user``, ``item`` (world indices), ``ts`` (epoch s), ``hist_items`` (world item
+            index + 1, 0 pad) and ``hist_ts`` per row; optional ``request``, ``position``,
+            ``clicked``, ``propensity`` (defaults: one request per row, slot 1, 0, 1).
+    """
     from training.featurize import Encoded, recent_tail
 
-    maps = universe.stats["maps"]
-    hist = universe.hist_items[users]
+    users, items, n = rows["user"], rows["item"], len(rows["user"])
+    hist = rows["hist_items"]
     long_item = np.where(hist > 0, maps["item"][np.maximum(hist - 1, 0)], 0)
-    gaps = np.where(hist > 0, (ts_s[:, None] - universe.hist_ts[users]) / 3600.0, 0.0)
+    gaps = np.where(hist > 0, (rows["ts"][:, None] - rows["hist_ts"]) / 3600.0, 0.0)
     long_gap = np.maximum(gaps, 0.0).astype(np.float32)
-    recent_item, recent_gap = recent_tail(long_item, long_gap, featurizer.recent_length)
-    n = len(users)
+    recent_item, recent_gap = recent_tail(long_item, long_gap, recent_length)
     return Encoded(
-        request=np.arange(1, n + 1, dtype=np.int64),
+        request=rows.get("request", np.arange(1, n + 1, dtype=np.int64)),
         user=maps["user"][users],
         item=maps["item"][items],
         category=maps["category"][items],
         creator=maps["creator"][items],
         domain=world.item_domain_idx[items].astype(np.int64) + 1,
-        position=positions.astype(np.int64),
+        position=rows.get("position", np.ones(n, np.int64)).astype(np.int64),
         user_dense=np.zeros((n, 0), np.float32),
         item_dense=np.zeros((n, 0), np.float32),
         long_item=long_item,
         long_gap=long_gap,
         recent_item=recent_item,
         recent_gap=recent_gap,
-        clicked=np.zeros(n, np.float32),
+        clicked=rows.get("clicked", np.zeros(n)).astype(np.float32),
         dwell=np.zeros(n, np.float32),
         dwell_mask=np.zeros(n, bool),
-        propensity=np.ones(n, np.float32),
+        propensity=np.clip(rows.get("propensity", np.ones(n)), 1e-6, 1.0).astype(np.float32),
     )
 
 
@@ -222,33 +235,7 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
         "creator": featurizer.creators.ids(catalog["creator_id"]),
     }
     universe.stats["maps"] = maps
-    hist = logs["hist_items"]
-    long_item = np.where(hist > 0, maps["item"][np.maximum(hist - 1, 0)], 0)
-    gap = np.where(hist > 0, (logs["ts"][:, None] - logs["hist_ts"]) / 3600.0, 0.0)
-    long_gap = np.maximum(gap, 0.0).astype(np.float32)
-    from training.featurize import recent_tail
-
-    recent_item, recent_gap = recent_tail(long_item, long_gap, featurizer.recent_length)
-    n = len(users)
-    encoded = Encoded(
-        request=logs["request"],
-        user=maps["user"][users],
-        item=maps["item"][items],
-        category=maps["category"][items],
-        creator=maps["creator"][items],
-        domain=world.item_domain_idx[items].astype(np.int64) + 1,
-        position=logs["position"].astype(np.int64),
-        user_dense=np.zeros((n, 0), np.float32),
-        item_dense=np.zeros((n, 0), np.float32),
-        long_item=long_item,
-        long_gap=long_gap,
-        recent_item=recent_item,
-        recent_gap=recent_gap,
-        clicked=logs["clicked"].astype(np.float32),
-        dwell=np.zeros(n, np.float32),
-        dwell_mask=np.zeros(n, bool),
-        propensity=np.clip(logs["propensity"], 1e-6, 1.0).astype(np.float32),
-    )
+    encoded = _encode(world, maps, featurizer.recent_length, logs)
     cut = now_s - train.valid_hours * 3600
     is_valid = logs["ts"] >= cut
     split = {
@@ -280,7 +267,7 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
         hidden_dim, [d.value for d in DOMAINS], alpha=params.exploration.ucb_alpha
     )
     universe.stats.setdefault("retrains", []).append(
-        {"rows": n, "valid_auc": result.history[result.best_epoch - 1].valid_auc}
+        {"rows": len(encoded), "valid_auc": result.history[result.best_epoch - 1].valid_auc}
     )
 
 
@@ -290,14 +277,18 @@ def _score(world, universe, users, cand, ts_s, want_hidden: bool):
 
     model, featurizer, temperature = universe.model
     r, c = cand.shape
-    encoded = _ranker_rows(
+    encoded = _encode(
         world,
-        universe,
-        featurizer,
-        np.repeat(users, c),
-        cand.ravel(),
-        np.repeat(ts_s, c),
-        np.ones(r * c, np.int64),
+        universe.stats["maps"],
+        featurizer.recent_length,
+        {
+            "user": np.repeat(users, c),
+            "item": cand.ravel(),
+            "ts": np.repeat(ts_s, c),
+            "hist_items": np.repeat(universe.hist_items[users], c, axis=0),
+            "hist_ts": np.repeat(universe.hist_ts[users], c, axis=0),
+            "request": np.repeat(np.arange(1, r + 1, dtype=np.int64), c),
+        },
     )
     batch = featurizer.batch(encoded)
     model.eval()
