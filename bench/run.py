@@ -141,6 +141,14 @@ def write_doc(results: dict) -> None:
                     f"{rows.get('train')} train / {rows.get('test')} test rows; "
                     f"{ranker.get('machine')}, {ranker.get('date')} |"
                 )
+        scale = ranker.get("scale") or {}
+        for model, result in scale.get("models", {}).items():
+            lines.append(
+                f"| ranker training at {result['rows']:,} rows: {model} | "
+                f"{result['samples_per_second']:,} samples/s ({result['steps']} steps), peak RSS "
+                f"{result['peak_rss_mb']:,} MB | simulated rows tiled; same run; load average "
+                f"{result['load_average_1m']} |"
+            )
     DOC.write_text("\n".join(lines) + "\n")
 
 
