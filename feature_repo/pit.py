@@ -16,9 +16,11 @@ column of the ``muma_v1`` service, so Feast stays the reference and this is only
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from muma.landing import partition_hour
 
 from .tables import FeatureTable, table_dir
 
@@ -31,10 +33,7 @@ def _files(root: Path, start: datetime, end: datetime) -> list[Path]:
     """Parquet files of the ``date=/hour=`` partitions whose hour lies in ``[start, end]``."""
     files = []
     for hour_dir in sorted(root.glob("date=*/hour=*")):
-        stamp = datetime.strptime(
-            f"{hour_dir.parent.name[5:]}T{hour_dir.name[5:]}", "%Y-%m-%dT%H"
-        ).replace(tzinfo=UTC)
-        if start <= stamp <= end:
+        if start <= partition_hour(hour_dir) <= end:
             files.extend(sorted(hour_dir.glob("*.parquet")))
     return files
 

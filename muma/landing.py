@@ -155,6 +155,19 @@ def read_partition_lines(landing_root: Path, source: Source, hour_start: datetim
 
 
 _PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
+_PARTITION_IN_PATH = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})(?:/|$)")
+
+
+def partition_hour(path: Path) -> datetime:
+    """Start hour (UTC) of the ``date=YYYY-MM-DD/hour=HH`` partition holding ``path``.
+
+    Raises:
+        ValueError: ``path`` lies in no such partition.
+    """
+    match = _PARTITION_IN_PATH.search(Path(path).as_posix())
+    if match is None:
+        raise ValueError(f"{path} lies in no date=/hour= partition")
+    return datetime.fromisoformat(f"{match[1]}T{match[2]}:00:00").replace(tzinfo=UTC)
 
 
 def partition_hours(root: Path, table: str) -> list[datetime]:

@@ -200,14 +200,13 @@ def friendships(curated_root: Path, end: datetime) -> pd.DataFrame:
     import pandas as pd
     import polars as pl
 
+    from muma.landing import partition_hour
+
     base = Path(curated_root) / Source.SOCIAL_EDGES
     files = [
         path
         for path in sorted(base.glob("date=*/hour=*/**/*.parquet"))
-        if datetime.strptime(f"{_part(path, 'date')}T{_part(path, 'hour')}", "%Y-%m-%dT%H").replace(
-            tzinfo=UTC
-        )
-        < end
+        if partition_hour(path) < end
     ]
     if not files:
         return pd.DataFrame({"user_id": pd.Series(dtype=str), "friend_id": pd.Series(dtype=str)})
@@ -225,10 +224,3 @@ def friendships(curated_root: Path, end: datetime) -> pd.DataFrame:
         .filter(pl.col("action") == EdgeAction.ADDED.value)
     )
     return latest.select(pl.col("a").alias("user_id"), pl.col("b").alias("friend_id")).to_pandas()
-
-
-def _part(path: Path, key: str) -> str:
-    for parent in path.parents:
-        if parent.name.startswith(f"{key}="):
-            return parent.name.split("=", 1)[1]
-    raise TrainingDataError(f"{path} has no {key}= partition")

@@ -109,24 +109,18 @@ def _with_truth(frame: pd.DataFrame, truth_root: Path, window: Window) -> pd.Dat
     """Join the simulator's ``p_click`` by event id (real data has no truth: column stays null)."""
     import pandas as pd
 
+    from muma.landing import partition_hour
+
     paths = [
         path
         for path in sorted(truth_root.glob("v1/impressions/date=*/hour=*/truth.parquet"))
-        if window.start <= _hour_of(path) < window.end
+        if window.start <= partition_hour(path) < window.end
     ]
     if not paths:
         return frame.assign(**{TRUE_P_CLICK: np.nan})
     truth = pd.concat([pd.read_parquet(p, columns=["event_id", "p_click"]) for p in paths])
     truth = truth.rename(columns={"p_click": TRUE_P_CLICK}).drop_duplicates("event_id")
     return frame.merge(truth, on="event_id", how="left")
-
-
-def _hour_of(path: Path) -> datetime:
-    from datetime import UTC
-
-    return datetime.strptime(
-        f"{path.parents[1].name[5:]}T{path.parent.name[5:]}", "%Y-%m-%dT%H"
-    ).replace(tzinfo=UTC)
 
 
 def read_window(directory: Path, name: str) -> pd.DataFrame:
