@@ -133,15 +133,20 @@ def read_champion_version(env: Path) -> str:
     return pointer["version"]
 
 
+def _flat(text: str) -> str:
+    """CLI output with rich's line wrapping undone (it wraps at the terminal width)."""
+    return " ".join(text.split())
+
+
 def test_clear_errors_without_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUMA_DATA_ROOT", str(tmp_path / "empty"))
     monkeypatch.setenv("MUMA_PARAMS_PATH", str(ROOT / "params.yaml"))
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["training-set"])
-    assert result.exit_code == 1 and "run `muma ingest` first" in result.output
+    assert result.exit_code == 1 and "run `muma ingest` first" in _flat(result.output)
     result = runner.invoke(app, ["train", "--no-progress"])
-    assert result.exit_code == 1 and "run `muma training-set` first" in result.output
+    assert result.exit_code == 1 and "run `muma training-set` first" in _flat(result.output)
     result = runner.invoke(app, ["evaluate"])
     assert result.exit_code == 1
     result = runner.invoke(app, ["promote"])
-    assert result.exit_code == 1 and "run `muma evaluate` first" in result.output
+    assert result.exit_code == 1 and "run `muma evaluate` first" in _flat(result.output)
