@@ -11,6 +11,8 @@ from bench import (
     bench_ingest,
     bench_model,
     bench_monitoring,
+    bench_ope,
+    bench_policy,
     bench_ranker,
     bench_serving,
     bench_simulator,
@@ -149,6 +151,42 @@ def write_doc(results: dict) -> None:
                 f"{result['peak_rss_mb']:,} MB | simulated rows tiled; same run; load average "
                 f"{result['load_average_1m']} |"
             )
+    policy = results.get("policy")
+    if policy:
+        cond = (
+            f"closed loop, {policy['days']} days, {policy['users']:,} users, "
+            f"{policy['items']:,} items, {policy['candidates']} candidates, slates of "
+            f"{policy['slate_size']}, shock day {policy['shock_day']}, {policy['seeds']} seed(s); "
+            f"simulated; {policy['machine']}, {policy['date']}"
+        )
+        for name, row in policy["policies"].items():
+            share = row.get("share_of_oracle_median")
+            lines.append(
+                f"| policy: {name} | online CTR {row['ctr_median']} (runs {row['ctr_runs']}), "
+                f"expected CTR {row['expected_ctr_median']}, "
+                f"{'-' if share is None else f'{share:.1%}'} of the oracle, regret "
+                f"{row.get('regret_per_impression_median', '-')} per impression | {cond} |"
+            )
+        if "bandit_vs_greedy_relative_median" in policy:
+            lines.append(
+                f"| policy: bandit vs greedy | {policy['bandit_vs_greedy_relative_median']:+.1%} "
+                f"expected CTR (target +5%) | {cond} |"
+            )
+    ope = results.get("ope")
+    if ope:
+        for campaign, entry in ope["campaigns"].items():
+            for direction in entry["directions"].values():
+                errors = ", ".join(
+                    f"{name.upper()} {e['relative_error_median']:.1%}"
+                    for name, e in direction["estimators"].items()
+                )
+                lines.append(
+                    f"| OPE on Open Bandit ({campaign}): {direction['target_policy']} from the "
+                    f"{direction['logging_policy']} log | relative error {errors} (truth "
+                    f"{direction['truth']:.3%}) | {direction['rounds']:,} rounds (real data), "
+                    f"median of {ope['seeds']} seeds, {ope['bootstrap']} bootstrap resamples; "
+                    f"{ope['machine']}, {ope['date']} |"
+                )
     DOC.write_text("\n".join(lines) + "\n")
 
 
@@ -157,7 +195,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 10 minutes")
     parser.add_argument(
         "--only",
-        choices=["simulator", "ingest", "features", "model", "monitoring", "serving", "ranker"],
+        choices=[
+            "simulator",
+            "ingest",
+            "features",
+            "model",
+            "monitoring",
+            "serving",
+            "ranker",
+            "policy",
+            "ope",
+        ],
         help="run one benchmark; the others keep their last results",
     )
     args = parser.parse_args()
@@ -180,6 +228,13 @@ def main() -> None:
             )
         except bench_ranker.BenchError as error:
             print(f"ranker skipped: {error}")
+    if args.only in (None, "policy"):
+        bench_policy.main(quick=args.quick)
+    if args.only in (None, "ope"):
+        try:
+            bench_ope.main(quick=args.quick)
+        except FileNotFoundError as error:
+            print(f"ope skipped: {error}")
     results = json.loads(RESULTS.read_text())
     write_doc(results)
     print(json.dumps(results, indent=2))
