@@ -1263,5 +1263,14 @@ def serve(
     uvicorn.run(api, host=host, port=port, log_level=log_level)
 
 
+def _console_commands() -> None:
+    from serving.console.cli import operators_app
+
+    app.add_typer(operators_app, name="console")
+
+
+_console_commands()
+
+
 if __name__ == "__main__":
     app()

@@ -8,6 +8,8 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 - ``GET /health`` (liveness, with details), ``GET /ready`` (503 until a model is loaded),
   ``GET /metrics`` (Prometheus text).
 - ``POST /admin/reload`` (bearer token): check the champion pointer now.
+- ``/console/``: the operator console (login, dashboard, upload, review, users; see
+  ``docs/console.md``).
 
 Malformed bodies get 422 with one message per problem, bodies over ``serve.max_body_bytes``
 get 413 before they are read, and a missing or wrong token gets 401. Without
@@ -225,4 +227,7 @@ def create_app(
         """Check the champion pointer now (also retries a pointer refused before)."""
         return service.manager.check(force=True).as_dict()
 
+    from .console.routes import create_console
+
+    app.mount("/console", create_console(settings, service))
     return app

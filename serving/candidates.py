@@ -16,12 +16,17 @@ Sources fill each domain in that order, each up to its share of the domain (the 
 :class:`serving.config.CandidateParams` scaled to the size asked for); duplicates and items the
 user already clicked are dropped, and more graph, popular then fresh items top the domain up. A
 cold-start user (no sequence, unknown to the graph) gets popular and fresh items only.
+
+Content uploaded through the operator console (:mod:`serving.console`) takes part only once
+approved: approved uploads lead their domain (up to the fresh share) as cold-start items the
+model scores from their category, creator and domain; ids of pending or rejected uploads are
+``blocked`` and dropped from every source, even after they have entered the vocabulary.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -194,14 +199,32 @@ def _take(values: np.ndarray, cap: int, chosen: dict[int, None], seen: set[int],
 
 @dataclass
 class Candidates:
-    """Candidate item ids per domain, and how many each source gave (after dedup)."""
+    """Candidate item ids per domain, and how many each source gave (after dedup).
+
+    Attributes:
+        ids: Domain -> vocabulary item ids.
+        sources: Source name -> candidates it gave.
+        uploaded: Domain -> approved uploads outside the vocabulary (item id tokens), scored
+            as cold-start items; they come before ``ids`` in the domain's candidate list.
+    """
 
     ids: dict[str, np.ndarray]
     sources: dict[str, int]
+    uploaded: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return int(sum(len(v) for v in self.ids.values()))
+        return sum(self.count(domain) for domain in self.ids)
+
+    def count(self, domain: str) -> int:
+        """Candidates of ``domain`` (uploads and vocabulary items)."""
+        return len(self.uploaded.get(domain, ())) + len(self.ids[domain])
+
+    def tokens(self, featurizer: Featurizer, domain: str) -> list[str]:
+        """Item id tokens of ``domain``'s candidates: cold-start uploads first."""
+        ids = self.ids[domain]
+        known = featurizer.items.tokens[ids - _FIRST_ID].tolist() if len(ids) else []
+        return [*self.uploaded.get(domain, ()), *known]
 
 
 def generate(
@@ -213,6 +236,8 @@ def generate(
     domains: Sequence[str],
     per_domain: int,
     params: ServeParams,
+    uploaded: Mapping[str, Sequence[str]] | None = None,
+    blocked: Collection[int] = (),
 ) -> Candidates:
     """Candidates per domain for one request (see the module docstring for the order).
 
@@ -225,16 +250,20 @@ def generate(
         domains: Domains to fill.
         per_domain: Candidates per domain.
         params: Source caps.
+        uploaded: Domain -> approved uploads, newest first (they lead, up to the fresh share).
+        blocked: Vocabulary ids never to return (pending or rejected uploads).
     """
     caps = params.candidates
     seen = set(featurizer.items.ids(list(sequence)).tolist()) if caps.exclude_seen else set()
+    seen.update(blocked)
     recent = list(sequence)[: caps.recent_items]
     graph = graph_items(featurizer, user_id, recent)
     friends = featurizer.items.ids(list(friends_items)) if friends_items else np.zeros(0, np.int64)
     graph_domains = domain_names(featurizer, graph)
     friend_domains = domain_names(featurizer, friends)
     out: dict[str, np.ndarray] = {}
-    counts = dict.fromkeys(("graph", "friends", "popular", "fresh"), 0)
+    counts = dict.fromkeys(("uploads", "graph", "friends", "popular", "fresh"), 0)
+    cold: dict[str, list[str]] = {}
     shares = {
         "graph": caps.graph,
         "friends": caps.friends,
@@ -246,6 +275,15 @@ def generate(
     quotas = {name: -(-per_domain * share // whole) for name, share in shares.items()}
     for domain in domains:
         chosen: dict[int, None] = {}
+        cold[domain] = []
+        for token in list((uploaded or {}).get(domain, ()))[: min(quotas["fresh"], per_domain)]:
+            known = int(featurizer.items.ids([token])[0])
+            if known >= _FIRST_ID:  # already in the model's vocabulary: a regular candidate
+                counts["uploads"] += _take(np.asarray([known]), 1, chosen, seen, per_domain)
+            else:
+                cold[domain].append(token)
+                counts["uploads"] += 1
+        room = per_domain - len(cold[domain])
         in_domain = graph[graph_domains == domain]
         popular = index.popular.get(domain, np.zeros(0, np.int64))
         fresh = index.fresh.get(domain, np.zeros(0, np.int64))
@@ -259,6 +297,6 @@ def generate(
             ("fresh", fresh, per_domain),
         ]
         for source, values, cap in plan:
-            counts[source] += _take(values, cap, chosen, seen, per_domain)
+            counts[source] += _take(values, cap, chosen, seen, room)
         out[domain] = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
-    return Candidates(out, counts)
+    return Candidates(out, counts, cold)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from muma.settings import Settings
     from training.bundle import ModelBundle
 
+    from .console.gate import ContentGate
     from .schemas import RecommendRequest
 
 log = logging.getLogger("muma.serving")
@@ -126,6 +127,8 @@ class Service:
         self._updater_lock = threading.Lock()
         self._served: OrderedDict[str, dict[str, tuple[str, np.ndarray]]] = OrderedDict()
         self._served_lock = threading.Lock()
+        self.content_gate: ContentGate | None = None
+        """Approved and blocked uploads of the operator console (set when it is mounted)."""
         self._register_gauges()
 
     # ------------------------------------------------------------------ lifecycle
@@ -220,8 +223,13 @@ class Service:
             raise
 
     # ------------------------------------------------------------------ recommend
-    def recommend(self, request: RecommendRequest) -> dict[str, Any]:
+    def recommend(self, request: RecommendRequest, *, record: bool = True) -> dict[str, Any]:
         """One slate per requested domain (see the module docstring).
+
+        Args:
+            request: The request.
+            record: Log impressions and served features and update the bandit (False for a
+                preview nobody sees, such as the operator console's user page).
 
         Raises:
             NotReady: No model is loaded.
@@ -255,6 +263,7 @@ class Service:
             user, recent = UserRow(request.user_id, {}, False), FriendsRecent()
         fetched = time.perf_counter()
         sequence = list(user.values.get("seq_item_ids") or [])
+        gate = self.content_gate.snapshot(featurizer) if self.content_gate else None
         candidates = generate(
             featurizer,
             state.index,
@@ -264,10 +273,10 @@ class Service:
             domains,
             per_domain,
             params,
+            uploaded=gate.approved_ids if gate else None,
+            blocked=gate.blocked_ids if gate else (),
         )
-        ids = np.concatenate([candidates.ids[d] for d in domains]) if domains else np.zeros(0)
-        ids = ids.astype(np.int64)
-        tokens = featurizer.items.tokens[ids - 2].tolist() if len(ids) else []
+        tokens = [token for d in domains for token in candidates.tokens(featurizer, d)]
         item_rows = None
         if not degraded and tokens:
             try:
@@ -277,13 +286,15 @@ class Service:
         if item_rows is None:
             item_rows = state.index.fallback.reindex(tokens).reset_index()
             item_rows = item_rows.rename(columns={"index": "item_id"})
+        if gate is not None:
+            item_rows = gate.fill_item_rows(item_rows, now_s)
         generated = time.perf_counter()
         slates: dict[str, list[dict[str, Any]]] = {d: [] for d in domains}
         impressions: list[dict[str, Any]] = []
         served_rows: list[int] = []
         if tokens:
             candidate_domains = np.concatenate(
-                [np.full(len(candidates.ids[d]), d, dtype=object) for d in domains]
+                [np.full(candidates.count(d), d, dtype=object) for d in domains]
             )
             position = int(bundle.info.get("serving_position", 1))
             encoded = state.encoder.request(
@@ -295,7 +306,7 @@ class Service:
             rng = np.random.default_rng()
             start = 0
             for domain in domains:
-                count = len(candidates.ids[domain])
+                count = candidates.count(domain)
                 if count == 0:
                     continue
                 columns = np.arange(start, start + count)
@@ -328,13 +339,14 @@ class Service:
                             "propensity": float(p),
                         }
                     )
-            if state.bandits is not None and scores.hidden is not None:
+            if record and state.bandits is not None and scores.hidden is not None:
                 self._remember(state, request_id, impressions, served_rows, scores.hidden)
         else:
             scored = time.perf_counter()
-        self._log_served(
-            state, request_id, now_s, user.values, item_rows, impressions, served_rows, degraded
-        )
+        if record:
+            self._log_served(
+                state, request_id, now_s, user.values, item_rows, impressions, served_rows, degraded
+            )
         done = time.perf_counter()
         self._observe(user, degraded, candidates.total, began, fetched, generated, scored, done)
         return {
@@ -345,7 +357,7 @@ class Service:
             "degraded": degraded,
             "cold_start": not user.found,
             "slates": slates,
-            "candidates": {d: len(candidates.ids[d]) for d in domains},
+            "candidates": {d: candidates.count(d) for d in domains},
         }
 
     def _choose(
