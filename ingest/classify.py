@@ -227,11 +227,14 @@ def line_classifier(
         for batch in batches:
             columns: dict[str, list[Any]] = {name: [] for name in arrow_schema.names}
             starts = batch.column(PARTITION_START).to_pylist()
-            for line, start in zip(batch.column("value").to_pylist(), starts, strict=True):
+            # Spark's text reader does not validate UTF-8: read the lines as bytes, so a line
+            # with invalid bytes is quarantined as malformed JSON instead of failing the job.
+            lines = batch.column("value").cast(pa.binary()).to_pylist()
+            for line, start in zip(lines, starts, strict=True):
                 partition_start = _EPOCH + start * _MICROSECOND
                 record, quarantine = classify_line(source, line, partition_start, allowed_lateness)
                 columns[PARTITION_START].append(start)
-                columns[RAW_LINE].append(line)
+                columns[RAW_LINE].append(line.decode("utf-8", "replace"))
                 if quarantine is None:
                     for field in fields:
                         columns[field.name].append(

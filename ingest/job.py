@@ -327,7 +327,9 @@ def ingest_hours(
     curated_root = Path(curated_root)
     staging = staging_dir(curated_root)
     lines = (
-        spark.read.text([str(directory) for directory in landing_dirs])
+        # JSON Lines ends a record at \n only; Spark's default also splits at a bare \r.
+        spark.read.option("lineSep", "\n")
+        .text([str(directory) for directory in landing_dirs])
         .where(F.length(F.trim("value")) > 0)
         .select("value", _partition_start_of_file().alias(PARTITION_START))
     )
