@@ -44,10 +44,12 @@ def line_chart(hours: list[str], series: dict[str, list[dict]], title: str) -> M
             f'<text class="axis" x="{PAD_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">'
             f"{value:.1%}</text>"
         )
-    for index in sorted({0, len(hours) // 2, len(hours) - 1}):
+    last = len(hours) - 1
+    for index in sorted({0, last // 2, last}):
         x, _ = xy(hours[index], 0)
+        anchor = "end" if index == last and last else "start" if index == 0 else "middle"
         parts.append(
-            f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+            f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
             f"{escape(hours[index][5:16].replace('T', ' '))}</text>"
         )
     for index, (name, points) in enumerate(sorted(series.items())):

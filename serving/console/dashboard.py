@@ -158,7 +158,11 @@ def report_path(settings: Settings, date: str) -> Path | None:
 
 
 def champion(settings: Settings) -> dict[str, Any]:
-    """The champion pointer (version, metrics, promotion window) and the last decision."""
+    """The champion pointer, its test metrics from ``metrics/evaluate.json`` and the decision.
+
+    The metrics are shown only when ``muma evaluate`` scored this very version (as challenger
+    or champion); otherwise the page says so instead of showing another model's figures.
+    """
     from training.registry import BundleError, decision_file, read_champion
 
     try:
@@ -167,23 +171,46 @@ def champion(settings: Settings) -> dict[str, Any]:
         return _empty(str(error))
     if pointer is None:
         return _empty("no champion promoted yet (muma train, evaluate, promote)")
-    decision = None
-    path = decision_file(settings)
-    if path.is_file():
-        try:
-            decision = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            decision = None
-    metrics = pointer.get("metrics") or {}
-    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    version = pointer.get("version")
+    decision = _json_or_none(decision_file(settings))
+    evaluation = _json_or_none(project_root(settings) / "metrics" / "evaluate.json") or {}
+    scored = next(
+        (
+            evaluation[role]
+            for role in ("challenger", "champion")
+            if isinstance(evaluation.get(role), dict) and evaluation[role].get("version") == version
+        ),
+        None,
+    )
+    overall, per_domain = {}, {}
+    if scored is not None:
+        overall = {
+            k: v for k, v in (scored.get("overall") or {}).items() if isinstance(v, int | float)
+        }
+        per_domain = {
+            domain: values.get("auc")
+            for domain, values in (scored.get("per_domain") or {}).items()
+            if isinstance(values, dict)
+        }
     return {
         "available": True,
-        "version": pointer.get("version"),
+        "version": version,
         "name": pointer.get("name"),
-        "window": pointer.get("promoted_at_window"),
-        "metrics": flat,
+        "promotion": {k: pointer.get(k) for k in ("metric", "value", "previous", "reason")},
+        "metrics": overall,
+        "per_domain_auc": per_domain,
         "decision": decision,
     }
+
+
+def _json_or_none(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def airflow_db(settings: Settings) -> Path:

@@ -28,8 +28,9 @@ class Console:
     store: ConsoleStore
 
 
-def write_outputs(data_root: Path, t0) -> None:
-    """Curated interactions (2 policies x 3 domains x 6 hours), a monitor run, Airflow runs."""
+def write_outputs(data_root: Path, t0, version: str) -> None:
+    """Curated interactions (2 policies x 3 domains x 6 hours), a monitor run, Airflow runs,
+    and ``muma evaluate``'s metrics of the champion ``version``."""
     rng = np.random.default_rng(3)
     for hour in range(6):
         stamp = t0 + timedelta(hours=hour)
@@ -64,6 +65,21 @@ def write_outputs(data_root: Path, t0) -> None:
         )
     )
     (run / "report.html").write_text("<html><body><h1>Evidently drift report</h1></body></html>")
+    metrics = data_root / "metrics"
+    metrics.mkdir()
+    (metrics / "evaluate.json").write_text(
+        json.dumps(
+            {
+                "challenger": {
+                    "name": "muma",
+                    "version": version,
+                    "overall": {"auc": 0.7412, "gauc": 0.7388, "ece": 0.0021},
+                    "per_domain": {"news": {"auc": 0.7571}, "video": {"auc": 0.6932}},
+                },
+                "champion": None,
+            }
+        )
+    )
     airflow = data_root / ".airflow"
     airflow.mkdir()
     db = sqlite3.connect(airflow / "airflow.db")
@@ -97,7 +113,15 @@ def write_outputs(data_root: Path, t0) -> None:
 
 
 @pytest.fixture
-def console_world(tmp_path: Path, bundles, world, redis_server, helpers) -> Iterator[Console]:
+def serve_overrides() -> dict:
+    """``serve`` params the console's app is built with (a test module may override this)."""
+    return {}
+
+
+@pytest.fixture
+def console_world(
+    tmp_path: Path, bundles, world, redis_server, helpers, serve_overrides
+) -> Iterator[Console]:
     """The API with its console (not started: tests enter a client or a server)."""
     import redis
 
@@ -105,14 +129,14 @@ def console_world(tmp_path: Path, bundles, world, redis_server, helpers) -> Iter
 
     helpers.fill_online(redis.Redis.from_url(redis_server.url), world)
     data_root = tmp_path / "data"
-    helpers.promote_dir(data_root, bundles["first"])
-    write_outputs(data_root, helpers.t0)
+    version = helpers.promote_dir(data_root, bundles["first"])
+    write_outputs(data_root, helpers.t0, version)
     store = ConsoleStore(store_path(data_root))
     for name, password in PASSWORDS.items():
         store.add_operator(name, password, name)
     app = create_app(
         helpers.settings_for(data_root, redis_server.url),
-        helpers.serve_params(),
+        helpers.serve_params(**serve_overrides),
         feast=helpers.feast,
     )
     yield Console(app, data_root, store)

@@ -293,6 +293,7 @@ def test_dashboard_shows_the_pipeline_outputs(client, passwords):
     assert report.status_code == 200 and "Evidently drift report" in report.text
     assert client.get("/console/reports/monitoring/..%2F..%2Fetc/report.html").status_code == 404
     assert "No offline feature partitions" in html  # an empty state, not a figure
+    assert "test AUC, video" in html and "0.6932" in html
 
 
 def test_users_page_shows_profile_and_recommendations(client, passwords):
