@@ -228,8 +228,8 @@ class Service:
 
         Args:
             request: The request.
-            record: Log impressions and served features and update the bandit (False for a
-                preview nobody sees, such as the operator console's user page).
+            record: Log impressions and served features, update the bandit and the request
+                metrics (False for a preview nobody sees, such as the console's user page).
 
         Raises:
             NotReady: No model is loaded.
@@ -348,7 +348,8 @@ class Service:
                 state, request_id, now_s, user.values, item_rows, impressions, served_rows, degraded
             )
         done = time.perf_counter()
-        self._observe(user, degraded, candidates.total, began, fetched, generated, scored, done)
+        if record:  # a preview is not a served recommendation
+            self._observe(user, degraded, candidates.total, began, fetched, generated, scored, done)
         return {
             "request_id": request_id,
             "user_id": request.user_id,

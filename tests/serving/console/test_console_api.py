@@ -296,7 +296,7 @@ def test_dashboard_shows_the_pipeline_outputs(client, passwords):
     assert "test AUC, video" in html and "0.6932" in html
 
 
-def test_users_page_shows_profile_and_recommendations(client, passwords):
+def test_users_page_shows_profile_and_recommendations(client, console_world, passwords):
     login(client, "editor", passwords["editor"])
     html = client.get("/console/users", params={"user_id": "u3"}).text
     assert "Online features of" in html
@@ -306,3 +306,28 @@ def test_users_page_shows_profile_and_recommendations(client, passwords):
     assert "a cold-start user" in new and "cold-start path" in new
     bad = client.get("/console/users", params={"user_id": "<script>"})
     assert bad.status_code == 422 and "<script>" not in bad.text
+    # A preview: no impression logged, no recommendation counted.
+    client.app.state.service.log.flush()
+    landing = console_world.data_root / "landing" / "v1" / "impressions"
+    assert not list(landing.rglob("*.jsonl.gz"))
+    assert "muma_recommendations_total{" not in client.get("/metrics").text
+
+
+def test_empty_states_before_any_pipeline_output(tmp_path, helpers):
+    from serving.app import create_app
+    from serving.console.store import ConsoleStore, store_path
+
+    data_root = tmp_path / "empty"
+    ConsoleStore(store_path(data_root)).add_operator("admin", "admin-password-1", "admin")
+    app = create_app(helpers.settings_for(data_root), helpers.serve_params(), feast=helpers.feast)
+    with TestClient(app) as client:
+        login(client, "admin", "admin-password-1")
+        html = client.get("/console/").text
+        assert "<svg" not in html
+        assert "no curated interactions under" in html
+        assert "no monitoring run under" in html
+        assert "no champion promoted yet" in html
+        assert "no Airflow runs recorded" in html
+        assert "No offline feature partitions" in html
+        users = client.get("/console/users", params={"user_id": "u1"}).text
+        assert "no model is loaded yet" in users
