@@ -125,6 +125,7 @@ def test_bad_bodies_get_422_with_clear_messages(served):
     assert broken.status_code == 422 and broken.json()["error"] == "invalid request"
 
 
+@pytest.mark.reliability
 def test_oversize_bodies_get_413(served):
     client, _ = served
     big = {"user_id": "u1", "context": {"blob": "x" * 100_000}}
@@ -142,6 +143,7 @@ def test_oversize_bodies_get_413(served):
     assert streamed.status_code == 413
 
 
+@pytest.mark.reliability
 def test_write_endpoints_need_the_bearer_token(served, helpers):
     client, _ = served
     event = {"events": [{"type": "click", "user_id": "u1", "item_id": "i3", "request_id": "r1"}]}
@@ -154,6 +156,7 @@ def test_write_endpoints_need_the_bearer_token(served, helpers):
     assert reload.status_code == 200 and reload.json()["result"] == "unchanged"
 
 
+@pytest.mark.reliability
 def test_without_a_configured_token_writes_are_refused(tmp_path, bundles, redis_server, helpers):
     data_root = tmp_path / "data"
     helpers.promote_dir(data_root, bundles["first"])

@@ -15,7 +15,10 @@ from muma.contract import parse_timestamp
 from serving.app import create_app
 from serving.impressions import iso_utc
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning"),
+]
 
 
 def _wait(condition, seconds: float = 10.0) -> bool:

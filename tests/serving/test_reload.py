@@ -86,6 +86,7 @@ def test_the_poller_picks_up_a_promotion(tmp_path: Path, bundles, redis_server, 
         assert 'muma_model_reloads_total{result="loaded"} 2' in client.get("/metrics").text
 
 
+@pytest.mark.reliability
 def test_a_tampered_bundle_is_refused_and_the_old_model_keeps_serving(service, bundles, helpers):
     svc, data_root = service
     first = svc.manager.state.version
