@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format bench repro clean
+.PHONY: setup demo test lint format bench reliability repro clean
 
 # Reinstalls only when pyproject.toml changes; a finished setup costs a file check.
 $(STAMP): pyproject.toml
@@ -40,6 +40,17 @@ format: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The reliability suite (tests marked `reliability`: faults, bad input, idempotency, load,
+# security) with the 10-minute load (100,000 users, 50,000 items); writes reports/reliability.json and docs/reliability.md.
+# `make test` runs the same tests with a 20 s load on a small world.
+RELIABILITY_LOAD_SECONDS ?= 600
+reliability: setup
+	MUMA_RELIABILITY_LOAD_SECONDS=$(RELIABILITY_LOAD_SECONDS) \
+	MUMA_RELIABILITY_LOAD_USERS=100000 MUMA_RELIABILITY_LOAD_ITEMS=50000 \
+	MUMA_RELIABILITY_REPORT=reports/reliability.json \
+	$(BIN)/python -m pytest -m reliability -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m bench.reliability_doc reports/reliability.json; exit $$rc
 
 repro: setup
 	source $(BIN)/activate && dvc repro
