@@ -109,6 +109,9 @@ def run_load(
 
         recommend, events = asyncio.run(both())
         end_memory = serving.rss_mb(server.pid)
+        # Threads and buffers grow while the clients ramp up: memory is stable when the end
+        # is close to the largest figure of the run's first quarter.
+        settled = max([rss for at, rss in samples if at <= seconds / 4] or [start_memory["VmRSS"]])
         alive = server.poll() is None
         log_tail = (work / "server.log").read_text(errors="replace")[-2000:]
         return {
@@ -126,6 +129,7 @@ def run_load(
             "requests": recommend["requests"] + events["requests"],
             "server_alive": alive,
             "rss_mb_start": start_memory["VmRSS"],
+            "rss_mb_settled": settled,
             "rss_mb_end": end_memory["VmRSS"],
             "rss_mb_peak": end_memory["VmHWM"],
             "rss_mb_samples": samples,
