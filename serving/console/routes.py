@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,38 @@ TITLE_LIMITS = (3, 200)
 TEXT_LIMIT = 5000
 _CREATOR = re.compile(r"^[\w .'&-]{1,80}$")
 _USER_ID = re.compile(r"^[\w.:@-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class _MountedRoute:
+    path: str
+
+
+class _PrefixRouteLabels:
+    """ASGI middleware: the API's request metrics label console pages ``/console/...``.
+
+    The service's ``measure`` middleware labels requests with ``scope["route"].path``, which
+    inside a mounted app is the path within the mount (``/login``); when the console starts
+    its answer, the route is replaced by one carrying the full path.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def relabel(message: Any) -> None:
+            # Before the answer starts: the service's middleware reads the route right then.
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                if route is not None and not isinstance(route, _MountedRoute):
+                    scope["route"] = _MountedRoute(BASE + getattr(route, "path", ""))
+            await send(message)
+
+        await self.app(scope, receive, relabel)
 
 
 class LoginRequired(Exception):
@@ -148,6 +181,7 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
         title="MUMA operator console", docs_url=None, redoc_url=None, openapi_url=None
     )
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    console.add_middleware(_PrefixRouteLabels)
     console.state.store = store
     console.state.gate = gate
 

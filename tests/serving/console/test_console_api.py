@@ -69,6 +69,8 @@ def test_every_page_needs_a_login(client):
         assert answer.headers["location"].startswith("/console/login?next=")
     client.cookies.set("muma_console", "eyJ1IjoiYWRtaW4ifQ.forged", path="/console")
     assert client.get("/console/", follow_redirects=False).status_code == 303
+    metrics = client.get("/metrics").text  # labelled with the full path, not the mount's
+    assert 'muma_http_requests_total{endpoint="/console/users",status="303"} 1' in metrics
 
 
 def test_wrong_password_is_refused(client, passwords):
@@ -331,3 +333,11 @@ def test_empty_states_before_any_pipeline_output(tmp_path, helpers):
         assert "No offline feature partitions" in html
         users = client.get("/console/users", params={"user_id": "u1"}).text
         assert "no model is loaded yet" in users
+
+
+def test_uploaded_text_is_escaped_on_every_page(client, passwords):
+    token = login(client, "editor", passwords["editor"])
+    upload(client, token, title="<script>alert(1)</script> breaking", text="<img src=x onerror=1>")
+    html = client.get("/console/review").text
+    assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; breaking" in html
