@@ -3,8 +3,10 @@ function, and report what was written where."""
 
 from __future__ import annotations
 
+import errno
 import json
 import resource
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,27 @@ from rich.table import Table
 from .params import ParamsError, load_params, load_section
 from .settings import Settings, SettingsError, load_settings
 
-app = typer.Typer(
+_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
+class _Muma(typer.Typer):
+    """The app; an output that cannot be written ends in one clear line, not a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except OSError as error:
+            if error.errno not in _UNWRITABLE:
+                raise
+            where = f" {error.filename}" if error.filename else ""
+            Console(stderr=True).print(
+                f"[red]error:[/red] cannot write{where}: {error.strerror} (make the output "
+                "location writable and run again)"
+            )
+            sys.exit(1)
+
+
+app = _Muma(
     name="muma",
     help="MUMA: real-time media recommendation pipeline (news, video, ads).",
     no_args_is_help=True,
