@@ -107,24 +107,26 @@ def build_world(users: int, items: int, seed: int = 0) -> tuple[pd.DataFrame, pd
     return pd.DataFrame(user_rows), pd.DataFrame(catalog), tables
 
 
-def write_bundle(directory: Path, users: pd.DataFrame, catalog: pd.DataFrame, seed: int = 0) -> str:
-    """A MUMA bundle fitted on ``muma_v1``-shaped rows (seeded initial weights)."""
-    import torch
-
+def synthetic_training(
+    users: pd.DataFrame, catalog: pd.DataFrame, seed: int = 0, rows_per_user: int = 4
+):
+    """``(rows, featurizer)``: ``muma_v1``-shaped training rows (random clicks, one request
+    per sampled user) and the featurizer fitted on them with the default train params."""
     from feature_repo.config import FeaturesParams
-    from training.bundle import ModelBundle, build_model
     from training.config import TrainParams
     from training.featurize import Featurizer
-    from training.pipeline import feature_names, model_config
+    from training.pipeline import feature_names
 
     rng = np.random.default_rng(seed)
     params = TrainParams()
     user_names, item_names = feature_names(FeaturesParams(), params.feature_service)
     sample = users.sample(min(len(users), 5000), random_state=seed).reset_index(drop=True)
-    picks = rng.integers(0, len(catalog), (len(sample), 4))
+    picks = rng.integers(0, len(catalog), (len(sample), rows_per_user))
     rows = catalog.iloc[picks.ravel()].reset_index(drop=True)
     for name in [*user_names, "seq_item_ids", "seq_ts", "user_id"]:
-        rows[name] = sample[name].repeat(4).reset_index(drop=True)  # keeps numeric dtypes
+        # repeat keeps numeric dtypes
+        rows[name] = sample[name].repeat(rows_per_user).reset_index(drop=True)
+    rows["request_id"] = [f"r{n // rows_per_user}" for n in range(len(rows))]
     rows["ts"] = pd.Timestamp(T0)
     rows["clicked"] = rng.random(len(rows)) < 0.2
     friends = pd.DataFrame({"user_id": users["user_id"], "friend_id": users["user_id"].shift(-1)})
@@ -139,6 +141,19 @@ def write_bundle(directory: Path, users: pd.DataFrame, catalog: pd.DataFrame, se
         recent_length=min(params.muma.encoder.recent_length, params.long_length),
         seed=seed,
     )
+    return rows, featurizer
+
+
+def write_bundle(directory: Path, users: pd.DataFrame, catalog: pd.DataFrame, seed: int = 0) -> str:
+    """A MUMA bundle fitted on ``muma_v1``-shaped rows (seeded initial weights)."""
+    import torch
+
+    from training.bundle import ModelBundle, build_model
+    from training.config import TrainParams
+    from training.pipeline import model_config
+
+    params = TrainParams()
+    _, featurizer = synthetic_training(users, catalog, seed)
     config = model_config(params, featurizer)
     torch.manual_seed(seed)
     bundle = ModelBundle("muma", "muma", config, build_model("muma", config), featurizer, 1.0)
