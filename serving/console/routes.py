@@ -16,8 +16,10 @@ session's CSRF token (else 403); a role that may not do something gets 403.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +34,7 @@ from fastapi.templating import Jinja2Templates
 from muma.contract import Domain, Source, check_record
 
 from . import charts, dashboard
-from .auth import COOKIE, Session, Sessions
+from .auth import COOKIE, LoginThrottle, Session, Sessions
 from .gate import ContentGate
 from .store import ConsoleStore, Operator, Role, Status, StoreError, store_path
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from muma.settings import Settings
     from serving.service import Service
 
+log = logging.getLogger("muma.console")
 HERE = Path(__file__).parent
 BASE = "/console"
 TITLE_LIMITS = (3, 200)
@@ -172,6 +175,7 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
     sessions = Sessions(store.secret_key())
     gate = ContentGate(store)
     service.content_gate = gate
+    throttle = LoginThrottle()
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["when"] = _when
     templates.env.filters["pct"] = lambda v: f"{v:.2%}" if v is not None else "—"
@@ -263,8 +267,24 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
         target = form.get("next") or BASE + "/"
         if not target.startswith(BASE + "/") or target.startswith("//"):
             target = BASE + "/"
+        keys = [
+            f"name:{name.strip().lower()}",
+            f"addr:{request.client.host if request.client else '?'}",
+        ]
+        wait = throttle.wait_seconds(keys)
+        if wait > 0:
+            return page(
+                request,
+                "login.html",
+                None,
+                429,
+                next=target,
+                error=f"too many failed logins: try again in {int(wait) + 1} s",
+                name=name,
+            )
         operator = store.authenticate(name, password) if name and password else None
         if operator is None:
+            throttle.failed(keys)
             return page(
                 request,
                 "login.html",
@@ -274,6 +294,7 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
                 error="wrong name or password (or the account is disabled)",
                 name=name,
             )
+        throttle.succeeded(keys[0])
         request.state.console_session = sessions.fresh(operator.name)
         return redirect(request, target)
 
@@ -284,10 +305,18 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
         return redirect(request, f"{BASE}/login")
 
     # ------------------------------------------------------------------------ dashboard
+    def card(reader: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        """One dashboard card; an output that cannot be read is an empty state, not a 500."""
+        try:
+            return reader(*args)
+        except Exception as error:  # a malformed output file must not take the page down
+            log.warning("console: %s failed: %s", reader.__name__, error)
+            return {"available": False, "reason": f"cannot be read: {error}"}
+
     @console.get("/", response_class=HTMLResponse)
     def home(request: Request) -> Response:
         operator = operator_of(request)
-        ctr = dashboard.ctr(settings)
+        ctr = card(dashboard.ctr, settings)
         ctr_chart = policy_chart = None
         if ctr["available"]:
             ctr_chart = charts.line_chart(ctr["hours"], ctr["domains"], "CTR per domain per hour")
@@ -301,9 +330,9 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             ctr=ctr,
             ctr_chart=ctr_chart,
             policy_chart=policy_chart,
-            drift=dashboard.drift(settings),
-            champion=dashboard.champion(settings),
-            runs=dashboard.dag_runs(settings),
+            drift=card(dashboard.drift, settings),
+            champion=card(dashboard.champion, settings),
+            runs=card(dashboard.dag_runs, settings),
             freshness=dashboard.freshness(settings, service),
             serving_version=service.manager.state.version if service.manager.state else None,
             pending=len(store.uploads(Status.PENDING)),

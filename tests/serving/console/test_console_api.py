@@ -341,3 +341,27 @@ def test_uploaded_text_is_escaped_on_every_page(client, passwords):
     html = client.get("/console/review").text
     assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; breaking" in html
+
+
+def test_repeated_failed_logins_are_throttled(client, passwords):
+    token = csrf_of(client.get("/console/login").text)
+    for _ in range(5):
+        wrong = {"name": "admin", "password": "guess-guess", "csrf_token": token}
+        assert client.post("/console/login", data=wrong).status_code == 401
+    right = {"name": "admin", "password": passwords["admin"], "csrf_token": token}
+    refused = client.post("/console/login", data=right, follow_redirects=False)
+    assert refused.status_code == 429 and "too many failed logins" in refused.text
+    assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_a_corrupt_output_is_an_empty_state_not_an_error(client, console_world, passwords):
+    login(client, "editor", passwords["editor"])
+    part = next((console_world.data_root / "curated" / "interactions").rglob("*.parquet"))
+    part.write_bytes(b"not parquet")
+    (console_world.data_root / "reports" / "monitoring" / "2026-11-01" / "summary.json").write_text(
+        "{broken"
+    )
+    answer = client.get("/console/")
+    assert answer.status_code == 200
+    assert "cannot be read" in answer.text and "<svg" not in answer.text
+    assert "summary.json cannot be read" in answer.text

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 from typer.testing import CliRunner
 
 from muma.cli import app
-from serving.console.auth import Sessions
+from serving.console.auth import LoginThrottle, Sessions
 from serving.console.store import ConsoleStore, Status, StoreError, store_path
 
 runner = CliRunner()
@@ -72,3 +73,18 @@ def test_muma_console_add_user_and_list_users(tmp_path, monkeypatch):
     assert weak.exit_code == 1 and "at least 10 characters" in weak.output
     listed = runner.invoke(app, ["console", "list-users"])
     assert listed.exit_code == 0 and listed.output.split() == ["alice", "admin", "active"]
+
+
+def test_the_throttle_counts_failures_per_key_in_a_window():
+    throttle = LoginThrottle(limit=2, window=0.3)
+    keys = ["name:alice", "addr:10.0.0.1"]
+    throttle.failed(keys)
+    assert throttle.wait_seconds(keys) == 0
+    throttle.failed(keys)
+    assert 0 < throttle.wait_seconds(["name:alice"]) <= 0.3
+    assert throttle.wait_seconds(["name:bob", "addr:10.0.0.2"]) == 0
+    throttle.succeeded("name:alice")
+    assert throttle.wait_seconds(["name:alice"]) == 0
+    assert throttle.wait_seconds(["addr:10.0.0.1"]) > 0
+    time.sleep(0.35)
+    assert throttle.wait_seconds(keys) == 0
