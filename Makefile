@@ -42,7 +42,8 @@ bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The reliability suite (tests marked `reliability`: faults, bad input, idempotency, load,
-# security) with the 10-minute load (100,000 users, 50,000 items); writes reports/reliability.json and docs/reliability.md.
+# security) with the 10-minute load (100,000 users, 50,000 items); writes
+# reports/reliability.json and docs/reliability.md.
 # `make test` runs the same tests with a 20 s load on a small world, without the idempotent
 # reruns of every DAG task (MUMA_RELIABILITY_FULL; several minutes of Spark and GX).
 RELIABILITY_LOAD_SECONDS ?= 600
