@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -365,3 +366,25 @@ def test_a_corrupt_output_is_an_empty_state_not_an_error(client, console_world, 
     assert answer.status_code == 200
     assert "cannot be read" in answer.text and "<svg" not in answer.text
     assert "summary.json cannot be read" in answer.text
+
+
+def test_an_approval_by_another_process_is_served_within_seconds(client, console_world):
+    """Another writer of the store (a second worker, a script): seen within the 2 s refresh."""
+    other = console_world.store  # its own connection and write counter, like another process
+    item = other.add_upload({**UPLOAD, "title": "Approved elsewhere"}, "editor")
+    client.post(
+        "/recommend", json={"user_id": "u5", "domains": ["news"], "k": 10, "candidates": 10}
+    )
+    other.review(item.item_id, Status.APPROVED, "editor")
+    began = time.monotonic()
+    while item.item_id not in _recommended_all(client, "u5"):
+        assert time.monotonic() - began < 5, "not served 5 s after the approval"
+        time.sleep(0.1)
+    assert time.monotonic() - began <= 3.0
+
+
+def _recommended_all(client: TestClient, user: str) -> set[str]:
+    answer = client.post(
+        "/recommend", json={"user_id": user, "domains": ["news"], "k": 10, "candidates": 10}
+    ).json()
+    return {entry["item_id"] for entry in answer["slates"]["news"]}
