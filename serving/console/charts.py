@@ -74,14 +74,16 @@ def line_chart(hours: list[str], series: dict[str, list[dict]], title: str) -> M
     return Markup("".join(parts))
 
 
-def bar_chart(rows: list[dict], label: str, value: str, title: str) -> Markup:
+def bar_chart(
+    rows: list[dict], label: str, value: str, title: str, name: str = "ctr-by-policy"
+) -> Markup:
     """Horizontal bars of ``row[value]`` (a rate) labelled ``row[label]``."""
     bar_h, gap, left = 22, 8, 150
     height = max(len(rows), 1) * (bar_h + gap) + 10
     top = max((r[value] for r in rows), default=0.0) or 1.0
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" '
-        f'viewBox="0 0 {WIDTH} {height}" width="100%" data-chart="ctr-by-policy">',
+        f'viewBox="0 0 {WIDTH} {height}" width="100%" data-chart="{escape(name)}">',
         f"<title>{escape(title)}</title>",
     ]
     for index, row in enumerate(rows):

@@ -5,6 +5,7 @@ does not exist yet, so the page shows an empty state instead of a number:
 
 - CTR per domain per hour, and CTR per logging policy: curated ``interactions`` (every served
   or simulated impression, labelled with its click) of the last ``hours`` partition hours;
+- the closed-loop policy study: ``metrics/policy.json`` of ``muma policy simulate``;
 - drift: the newest ``reports/monitoring/<date>/summary.json`` of ``muma monitor`` and its
   Evidently ``report.html``;
 - champion: ``<data_root>/models/champion.json`` and the last ``decision.json``;
@@ -116,6 +117,28 @@ def ctr(settings: Settings, hours: int = 48) -> dict[str, Any]:
         "domains": domains,
         "policies": policies,
     }
+
+
+def policy_study(settings: Settings) -> dict[str, Any]:
+    """Per-policy CTR of the last closed-loop study (``muma policy simulate``, simulated users)."""
+    path = project_root(settings) / "metrics" / "policy.json"
+    if not path.is_file():
+        return _empty(f"no closed-loop study at {path} yet (run muma policy simulate)")
+    report = json.loads(path.read_text())
+    rows = [
+        {
+            "policy": name,
+            "impressions": entry.get("impressions"),
+            "clicks": entry.get("clicks"),
+            "ctr": float(entry.get("ctr") or 0.0),
+            "expected_ctr": entry.get("expected_ctr"),
+            "share_of_oracle": entry.get("share_of_oracle"),
+        }
+        for name, entry in sorted((report.get("policies") or {}).items())
+    ]
+    if not rows:
+        return _empty(f"{path} lists no policies")
+    return {"available": True, "policies": rows, "seconds": report.get("seconds")}
 
 
 def monitoring_dir(settings: Settings) -> Path:

@@ -323,6 +323,16 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             policy_chart = charts.bar_chart(
                 ctr["policies"], "policy", "ctr", "CTR per logging policy"
             )
+        study = card(dashboard.policy_study, settings)
+        study_chart = None
+        if study["available"]:
+            study_chart = charts.bar_chart(
+                study["policies"],
+                "policy",
+                "ctr",
+                "CTR per policy in the closed-loop study",
+                "closed-loop-study",
+            )
         return page(
             request,
             "dashboard.html",
@@ -330,6 +340,8 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             ctr=ctr,
             ctr_chart=ctr_chart,
             policy_chart=policy_chart,
+            study=study,
+            study_chart=study_chart,
             drift=card(dashboard.drift, settings),
             champion=card(dashboard.champion, settings),
             runs=card(dashboard.dag_runs, settings),

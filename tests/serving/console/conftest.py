@@ -80,6 +80,29 @@ def write_outputs(data_root: Path, t0, version: str) -> None:
             }
         )
     )
+    (metrics / "policy.json").write_text(
+        json.dumps(
+            {
+                "seconds": 12.5,
+                "policies": {
+                    "bandit": {
+                        "impressions": 5000,
+                        "clicks": 286,
+                        "ctr": 0.0572,
+                        "expected_ctr": 0.0570,
+                        "share_of_oracle": 0.32,
+                    },
+                    "oracle": {
+                        "impressions": 5000,
+                        "clicks": 888,
+                        "ctr": 0.1776,
+                        "expected_ctr": 0.1770,
+                        "share_of_oracle": 1.0,
+                    },
+                },
+            }
+        )
+    )
     airflow = data_root / ".airflow"
     airflow.mkdir()
     db = sqlite3.connect(airflow / "airflow.db")

@@ -297,6 +297,7 @@ def test_dashboard_shows_the_pipeline_outputs(client, passwords):
     assert client.get("/console/reports/monitoring/..%2F..%2Fetc/report.html").status_code == 404
     assert "No offline feature partitions" in html  # an empty state, not a figure
     assert "test AUC, video" in html and "0.6932" in html
+    assert 'data-chart="closed-loop-study"' in html and "17.76%" in html
 
 
 def test_users_page_shows_profile_and_recommendations(client, console_world, passwords):
@@ -332,6 +333,7 @@ def test_empty_states_before_any_pipeline_output(tmp_path, helpers):
         assert "no champion promoted yet" in html
         assert "no Airflow runs recorded" in html
         assert "No offline feature partitions" in html
+        assert "no closed-loop study at" in html
         users = client.get("/console/users", params={"user_id": "u1"}).text
         assert "no model is loaded yet" in users
 
@@ -364,7 +366,7 @@ def test_a_corrupt_output_is_an_empty_state_not_an_error(client, console_world, 
     )
     answer = client.get("/console/")
     assert answer.status_code == 200
-    assert "cannot be read" in answer.text and "<svg" not in answer.text
+    assert "cannot be read" in answer.text and 'data-chart="ctr-by-domain"' not in answer.text
     assert "summary.json cannot be read" in answer.text
 
 

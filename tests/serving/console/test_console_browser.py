@@ -73,7 +73,8 @@ def page() -> Iterator:
     ARTEFACTS.mkdir(parents=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
         )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
@@ -110,6 +111,7 @@ def test_login_upload_approve_recommend_and_dashboard(server, page, console_worl
     assert bars.count() == 2
     widths = bars.evaluate_all("els => els.map(e => e.getBBox().width)")
     assert all(width > 1 for width in widths)
+    assert page.locator("svg[data-chart=closed-loop-study] rect.bar").count() == 2
     assert "CTR drop in video" in page.inner_text("#drift")
     assert page.locator("#drift a", has_text="Evidently report").count() == 1
     page.screenshot(path=str(ARTEFACTS / "01-dashboard.png"), full_page=True)
