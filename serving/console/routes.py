@@ -36,7 +36,7 @@ from muma.contract import Domain, Source, check_record
 from . import charts, dashboard
 from .auth import COOKIE, LoginThrottle, Session, Sessions
 from .gate import ContentGate
-from .store import ConsoleStore, Operator, Role, Status, StoreError, store_path
+from .store import ConsoleStore, Operator, Role, Status, StoreError, Upload, store_path
 
 if TYPE_CHECKING:
     from muma.settings import Settings
@@ -137,7 +137,7 @@ def validate_upload(
     return fields, errors
 
 
-def landing_record(upload: Any, now_s: float) -> dict[str, Any]:
+def landing_record(upload: Upload, now_s: float) -> dict[str, Any]:
     """The ``items`` landing record of an approved upload (checked against the contract)."""
     from serving.impressions import iso_utc
 
@@ -404,13 +404,18 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             raise HTTPException(422, "decision must be approve or reject")
         status = Status.APPROVED if decision == "approve" else Status.REJECTED
         note = (form.get("note") or "").strip()[:500]
+        now = time.time()
         try:
-            item = store.review(item_id, status, operator.name, note)
-            if status is Status.APPROVED:
-                now = time.time()
-                service.log.append(Source.ITEMS, [landing_record(item, now)], [now])
+            current = store.upload(item_id)
+            if current is None:
+                raise StoreError(f"no uploaded item {item_id!r}")
+            # The contract is checked before the state changes: approved means landed.
+            record = landing_record(current, now) if status is Status.APPROVED else None
+            store.review(item_id, status, operator.name, note)
         except StoreError as error:
             raise HTTPException(409, str(error)) from None
+        if record is not None:
+            service.log.append(Source.ITEMS, [record], [now])
         return redirect(request, f"{BASE}/review?done={decision}d+{item_id}")
 
     # ---------------------------------------------------------------------------- users
