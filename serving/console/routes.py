@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from muma.contract import Domain, Source, check_record
+from muma.landing import write_partition_bytes
+from serving.impressions import hour_of
 
 from . import charts, dashboard
 from .auth import COOKIE, LoginThrottle, Session, Sessions
@@ -383,6 +386,34 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
         return redirect(request, f"{BASE}/review?done=uploaded+{item.item_id}")
 
     # --------------------------------------------------------------------------- review
+    def approve_or_reject(item_id: str, status: Status, reviewer: str, note: str) -> None:
+        """Review an item; an approved item's ``items`` record is in the landing zone first.
+
+        The record is checked against the contract and written (its own file, atomically)
+        before the status changes, and removed again if the review is refused, so an item
+        is approved exactly when its record has landed, and a crash loses neither.
+        """
+        current = store.upload(item_id)
+        if current is None:
+            raise StoreError(f"no uploaded item {item_id!r}")
+        landed = None
+        if status is Status.APPROVED:
+            now = time.time()
+            record = landing_record(current, now)
+            landed = write_partition_bytes(
+                settings.landing_root,
+                Source.ITEMS,
+                hour_of(now),
+                orjson.dumps(record) + b"\n",
+                part=f"part-console-{item_id}",
+            )
+        try:
+            store.review(item_id, status, reviewer, note)
+        except StoreError:
+            if landed is not None:
+                landed.unlink(missing_ok=True)
+            raise
+
     @console.get("/review", response_class=HTMLResponse)
     def review_queue(request: Request) -> Response:
         operator = operator_of(request, Role.EDITOR, Role.ADMIN)
@@ -404,18 +435,10 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             raise HTTPException(422, "decision must be approve or reject")
         status = Status.APPROVED if decision == "approve" else Status.REJECTED
         note = (form.get("note") or "").strip()[:500]
-        now = time.time()
         try:
-            current = store.upload(item_id)
-            if current is None:
-                raise StoreError(f"no uploaded item {item_id!r}")
-            # The contract is checked before the state changes: approved means landed.
-            record = landing_record(current, now) if status is Status.APPROVED else None
-            store.review(item_id, status, operator.name, note)
+            approve_or_reject(item_id, status, operator.name, note)
         except StoreError as error:
             raise HTTPException(409, str(error)) from None
-        if record is not None:
-            service.log.append(Source.ITEMS, [record], [now])
         return redirect(request, f"{BASE}/review?done={decision}d+{item_id}")
 
     # ---------------------------------------------------------------------------- users

@@ -227,8 +227,7 @@ def test_approved_items_are_recommended_and_enter_the_landing_zone(
             "/recommend", json={"user_id": user, "domains": ["news"], "k": 10, "candidates": 10}
         ).json()
         assert item in {entry["item_id"] for entry in reply["slates"]["news"]}, user
-    client.app.state.service.log.flush()
-    lines = []
+    lines = []  # written at approval, not by a later flush
     for path in (console_world.data_root / "landing" / "v1" / "items").rglob("*.jsonl.gz"):
         with gzip.open(path, "rb") as handle:
             lines += [line for line in handle if line.strip()]
@@ -257,6 +256,8 @@ def test_rejected_and_withdrawn_items_are_never_recommended(client, console_worl
     assert rejected not in served and withdrawn not in served
     statuses = {u.item_id: u.status for u in console_world.store.uploads()}
     assert statuses == {rejected: Status.REJECTED, withdrawn: Status.REJECTED}
+    landed = list((console_world.data_root / "landing" / "v1" / "items").rglob("*.jsonl.gz"))
+    assert [p.name for p in landed] == [f"part-console-{withdrawn}.jsonl.gz"]  # only approved
 
 
 def test_a_blocked_item_in_the_vocabulary_is_dropped_from_every_source(world, helpers, tmp_path):
