@@ -32,7 +32,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from muma.contract import Domain, Source, check_record
+from muma.contract import CONTRACT_VERSION, Domain, Source, check_record
 from muma.landing import write_partition_bytes
 from serving.impressions import hour_of
 
@@ -390,8 +390,9 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
         """Review an item; an approved item's ``items`` record is in the landing zone first.
 
         The record is checked against the contract and written (its own file, atomically)
-        before the status changes, and removed again if the review is refused, so an item
-        is approved exactly when its record has landed, and a crash loses neither.
+        before the status changes, and removed again if the review is refused: an approved
+        item has always landed. A crash between the two leaves a pending item with a landed
+        record; approving it rewrites the same file, rejecting it removes the file.
         """
         current = store.upload(item_id)
         if current is None:
@@ -413,6 +414,11 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             if landed is not None:
                 landed.unlink(missing_ok=True)
             raise
+        if status is Status.REJECTED and current.status is Status.PENDING:
+            pattern = f"date=*/hour=*/part-console-{item_id}.jsonl.gz"
+            base = Path(settings.landing_root) / f"v{CONTRACT_VERSION}" / str(Source.ITEMS)
+            for stray in base.glob(pattern):
+                stray.unlink(missing_ok=True)
 
     @console.get("/review", response_class=HTMLResponse)
     def review_queue(request: Request) -> Response:

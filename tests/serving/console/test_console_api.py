@@ -7,6 +7,7 @@ import gzip
 import re
 import time
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -391,3 +392,27 @@ def _recommended_all(client: TestClient, user: str) -> set[str]:
         "/recommend", json={"user_id": user, "domains": ["news"], "k": 10, "candidates": 10}
     ).json()
     return {entry["item_id"] for entry in answer["slates"]["news"]}
+
+
+def test_rejecting_a_pending_item_removes_a_record_left_by_a_crashed_approval(
+    client, console_world, passwords
+):
+    from muma.landing import write_partition_bytes
+    from serving.console.routes import landing_record
+    from serving.impressions import hour_of
+
+    token = login(client, "editor", passwords["editor"])
+    item = upload(client, token)
+    now = time.time()
+    record = landing_record(console_world.store.upload(item), now)
+    # What an approval writes before changing the status, had the process died right after.
+    stray = write_partition_bytes(
+        console_world.data_root / "landing",
+        Source.ITEMS,
+        hour_of(now),
+        orjson.dumps(record) + b"\n",
+        part=f"part-console-{item}",
+    )
+    client.post(f"/console/review/{item}", data={"decision": "reject", "csrf_token": token})
+    assert console_world.store.upload(item).status is Status.REJECTED
+    assert not stray.exists()
