@@ -9,7 +9,8 @@ does not exist yet, so the page shows an empty state instead of a number:
 - drift: the newest ``reports/monitoring/<date>/summary.json`` of ``muma monitor`` and its
   Evidently ``report.html``;
 - champion: ``<data_root>/models/champion.json`` and the last ``decision.json``;
-- DAG runs: the ``dag_run`` table of Airflow's SQLite metadata DB in ``MUMA_AIRFLOW_HOME``;
+- DAG runs: the ``dag_run`` table of Airflow's metadata DB (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``
+  when set, else the SQLite ``airflow.db`` in ``MUMA_AIRFLOW_HOME``);
 - freshness: newest partition of each offline feature table, and the serving process's own
   online-store and candidate-index ages.
 """
@@ -243,27 +244,64 @@ def airflow_db(settings: Settings) -> Path:
     return home / "airflow.db"
 
 
-def dag_runs(settings: Settings, limit: int = 15) -> dict[str, Any]:
-    """The last DAG runs (newest first) from Airflow's metadata DB, read-only."""
-    path = airflow_db(settings)
-    if not path.is_file():
-        return _empty(f"no Airflow runs recorded (no metadata DB at {path})")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+_DAG_RUNS = (
+    "SELECT dag_id, run_id, state, run_type, logical_date, start_date, end_date "
+    "FROM dag_run ORDER BY COALESCE(start_date, logical_date) DESC LIMIT {limit}"
+)
+_DAG_RUN_COLUMNS = (
+    "dag_id",
+    "run_id",
+    "state",
+    "run_type",
+    "logical_date",
+    "start_date",
+    "end_date",
+)
+
+
+def dag_runs(settings: Settings, connection: str | None = None, limit: int = 15) -> dict[str, Any]:
+    """The last DAG runs (newest first) from Airflow's metadata DB.
+
+    Args:
+        settings: Runtime settings (``airflow_home`` locates the SQLite DB).
+        connection: Airflow's ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` when set (PostgreSQL in
+            production); without it, ``<airflow_home>/airflow.db``, opened read-only.
+        limit: Runs shown.
+    """
+    query = _DAG_RUNS.format(limit=int(limit))
+    if connection and not connection.startswith("sqlite"):
+        import sqlalchemy
+
+        where = connection.split("@")[-1]  # never show credentials
+        engine = sqlalchemy.create_engine(connection, pool_pre_ping=True)
         try:
-            rows = db.execute(
-                "SELECT dag_id, run_id, state, run_type, logical_date, start_date, end_date "
-                "FROM dag_run ORDER BY COALESCE(start_date, logical_date) DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+            with engine.connect() as db:
+                rows = db.execute(sqlalchemy.text(query)).fetchall()
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            reason = str(error).splitlines()[0]
+            return _empty(f"Airflow metadata DB at {where} cannot be read: {reason}")
         finally:
-            db.close()
-    except sqlite3.Error as error:
-        return _empty(f"Airflow metadata DB {path} cannot be read: {error}")
+            engine.dispose()
+    else:
+        path = airflow_db(settings)
+        if connection and connection.startswith("sqlite:///"):
+            path = Path(connection.removeprefix("sqlite:///"))
+        if not path.is_file():
+            return _empty(f"no Airflow runs recorded (no metadata DB at {path})")
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+            try:
+                rows = db.execute(query).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as error:
+            return _empty(f"Airflow metadata DB {path} cannot be read: {error}")
     if not rows:
         return _empty("no Airflow runs recorded")
-    names = ("dag_id", "run_id", "state", "run_type", "logical_date", "start_date", "end_date")
-    return {"available": True, "runs": [dict(zip(names, row, strict=True)) for row in rows]}
+    return {
+        "available": True,
+        "runs": [dict(zip(_DAG_RUN_COLUMNS, tuple(row), strict=True)) for row in rows],
+    }
 
 
 def freshness(settings: Settings, service: Service) -> dict[str, Any]:

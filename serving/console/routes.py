@@ -17,6 +17,7 @@ session's CSRF token (else 403); a role that may not do something gets 403.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -179,6 +180,8 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
     gate = ContentGate(store)
     service.content_gate = gate
     throttle = LoginThrottle()
+    # Airflow's own setting, read once here: PostgreSQL in production, else the SQLite file.
+    airflow_connection = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["when"] = _when
     templates.env.filters["pct"] = lambda v: f"{v:.2%}" if v is not None else "—"
@@ -347,7 +350,7 @@ def create_console(settings: Settings, service: Service) -> FastAPI:
             study_chart=study_chart,
             drift=card(dashboard.drift, settings),
             champion=card(dashboard.champion, settings),
-            runs=card(dashboard.dag_runs, settings),
+            runs=card(dashboard.dag_runs, settings, airflow_connection),
             freshness=dashboard.freshness(settings, service),
             serving_version=service.manager.state.version if service.manager.state else None,
             pending=len(store.uploads(Status.PENDING)),

@@ -143,10 +143,13 @@ def serve_overrides() -> dict:
 
 @pytest.fixture
 def console_world(
-    tmp_path: Path, bundles, world, redis_server, helpers, serve_overrides
+    tmp_path: Path, bundles, world, redis_server, helpers, serve_overrides, monkeypatch
 ) -> Iterator[Console]:
     """The API with its console (not started: tests enter a client or a server)."""
     import redis
+
+    # The DAG runs come from the fixture's SQLite DB, whatever the developer's shell sets.
+    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
 
     from serving.app import create_app
 
