@@ -74,7 +74,7 @@ def test_killed_mid_write_keeps_the_old_partition_and_the_rerun_completes(
     spark, tmp_path: Path, reliability
 ):
     landing, curated = tmp_path / "landing", tmp_path / "curated"
-    simulate(SimulatorConfig(users=3000, items=500), 3, HOUR, HOUR + timedelta(hours=1), landing)
+    simulate(SimulatorConfig(users=1500, items=300), 3, HOUR, HOUR + timedelta(hours=1), landing)
     first = ingest_partition(spark, landing, curated, Source.IMPRESSIONS, HOUR, PARAMS)
     before = _outputs(curated)
 

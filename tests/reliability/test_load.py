@@ -17,8 +17,8 @@ from bench.reliability_load import run_load
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 SECONDS = float(os.environ.get("MUMA_RELIABILITY_LOAD_SECONDS", "20"))
-USERS = int(os.environ.get("MUMA_RELIABILITY_LOAD_USERS", "5000"))
-ITEMS = int(os.environ.get("MUMA_RELIABILITY_LOAD_ITEMS", "3000"))
+USERS = int(os.environ.get("MUMA_RELIABILITY_LOAD_USERS", "2000"))
+ITEMS = int(os.environ.get("MUMA_RELIABILITY_LOAD_ITEMS", "1500"))
 MEMORY_GROWTH_MB = 100.0
 """Allowed resident-memory growth from the first quarter of the run (clients ramped up) to
 its end; a leak of a few kB per request would exceed it within a 10-minute run."""
