@@ -1,10 +1,14 @@
-"""Validate one curated partition with a Great Expectations checkpoint on its Spark DataFrame.
+"""Validate curated partitions with a Great Expectations checkpoint on their Spark DataFrame.
 
+A batch is one table's partition of one hour, or, for a run that ingested a range of hours
+at once (a backfill, the demo's day), that table's partitions of the whole range as one
+DataFrame: one checkpoint per table and run instead of one per table and hour.
 :func:`validate_partition` never raises on failing expectations: it returns a
 :class:`ValidationResult` naming the failed critical expectations and the warnings, and writes
 it as JSON (with GX's full result) and as Data Docs HTML::
 
-    <reports_dir>/<table>/date=YYYY-MM-DD/hour=HH.json
+    <reports_dir>/<table>/date=YYYY-MM-DD/hour=HH.json        (one hour)
+    <reports_dir>/<table>/date=YYYY-MM-DD/hours=HH+N.json     (N hours from HH)
     <reports_dir>/data_docs/index.html
     <reports_dir>/_gx/{expectations,validations}/   (the stores Data Docs are rendered from)
 
@@ -79,19 +83,21 @@ class FailedExpectation:
 
 @dataclass(frozen=True, slots=True)
 class ValidationResult:
-    """Outcome of validating one curated partition.
+    """Outcome of validating one batch: a table's partition, or its partitions of a range.
 
     Attributes:
         table: Curated table.
-        hour_start: Landing hour of the partition (UTC).
+        hour_start: Landing hour of the (first) partition (UTC).
         success: No critical expectation failed (warnings may have).
         critical_failures: Failed expectations whose check is critical.
         warnings: Failed expectations whose check is a warning.
         evaluated: Expectations evaluated.
-        row_count: Rows in the partition.
-        previous_row_count: Rows in the previous hour's partition (``None``: there is none).
+        row_count: Rows in the batch.
+        previous_row_count: Rows in the as many hours just before (``None``: one is missing).
         json_path: The JSON report.
         data_docs_path: The Data Docs page of this validation.
+        failed_checks: Kinds of check that failed.
+        hours: Hours in the batch, from ``hour_start``.
     """
 
     table: str
@@ -105,6 +111,12 @@ class ValidationResult:
     json_path: Path
     data_docs_path: Path
     failed_checks: frozenset[str] = field(default=frozenset())
+    hours: int = 1
+
+    @property
+    def label(self) -> str:
+        """``2026-11-01T05``, or ``2026-11-01T00+24h`` for a batch of several hours."""
+        return f"{self.hour_start:%Y-%m-%dT%H}" + (f"+{self.hours}h" if self.hours > 1 else "")
 
     def raise_for_critical(self) -> None:
         """Raise :class:`ValidationFailed` naming each failed critical expectation, if any."""
@@ -127,7 +139,7 @@ class ValidationFailed(RuntimeError):
     def __init__(self, result: ValidationResult) -> None:
         self.result = result
         lines = [
-            f"{result.table} {result.hour_start:%Y-%m-%dT%H}: "
+            f"{result.table} {result.label}: "
             f"{len(result.critical_failures)} critical expectation(s) failed "
             f"(report: {result.json_path}, Data Docs: {result.data_docs_path})"
         ]
@@ -135,23 +147,29 @@ class ValidationFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-def report_path(reports_dir: Path, table: str, hour_start: datetime) -> Path:
-    """``<reports_dir>/<table>/date=YYYY-MM-DD/hour=HH.json``."""
+def report_path(reports_dir: Path, table: str, hour_start: datetime, hours: int = 1) -> Path:
+    """``<reports_dir>/<table>/date=YYYY-MM-DD/hour=HH.json`` (``hours=HH+N.json`` for N > 1)."""
     hour_start = hour_start.astimezone(UTC)
-    return Path(reports_dir) / table / f"date={hour_start:%Y-%m-%d}" / f"hour={hour_start:%H}.json"
+    name = f"hour={hour_start:%H}.json" if hours == 1 else f"hours={hour_start:%H}+{hours}.json"
+    return Path(reports_dir) / table / f"date={hour_start:%Y-%m-%d}" / name
 
 
-def _footer_rows(directory: Path) -> int | None:
-    """Rows of a partition from its Parquet footers; ``None`` when the partition is absent."""
-    return row_count(directory) if directory.is_dir() else None
+def _footer_rows(directories: Iterable[Path]) -> int | None:
+    """Rows of partitions from their Parquet footers; ``None`` when one is absent."""
+    directories = list(directories)
+    if not all(directory.is_dir() for directory in directories):
+        return None
+    return sum(row_count(directory) for directory in directories)
 
 
-def _rows_by_domain(directory: Path) -> dict[str, int]:
-    return {
-        child.name.removeprefix("domain="): row_count(child)
-        for child in sorted(directory.iterdir())
-        if child.is_dir() and child.name.startswith("domain=")
-    }
+def _rows_by_domain(directories: Iterable[Path]) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for directory in directories:
+        for child in sorted(directory.iterdir()):
+            if child.is_dir() and child.name.startswith("domain="):
+                domain = child.name.removeprefix("domain=")
+                rows[domain] = rows.get(domain, 0) + row_count(child)
+    return rows
 
 
 def read_partition(
@@ -285,23 +303,26 @@ def validate_partition(
     table: str,
     hour_start: datetime,
     params: ValidationParams,
+    hours: int = 1,
 ) -> ValidationResult:
-    """Run the table's suite as a GX checkpoint on one curated partition.
+    """Run the table's suite as a GX checkpoint on one batch of curated partitions.
 
     Args:
-        spark: The session the partition is read with.
+        spark: The session the partitions are read with.
         curated_root: Root of the curated tables.
         table: A curated table (:data:`validation.config.TABLES`).
-        hour_start: Landing hour of the partition (aware datetime).
+        hour_start: Landing hour of the (first) partition (aware datetime).
         params: The ``validate`` section of params.yaml.
+        hours: Hours from ``hour_start`` validated as one batch (their DataFrames united);
+            the row-count check compares with as many hours just before.
 
     Returns:
         The result, also written as JSON and Data Docs; failing expectations do not raise.
 
     Raises:
-        ValueError: ``table`` is not a curated table, or ``hour_start`` is naive or not
-            the start of an hour.
-        PartitionNotFoundError: The partition does not exist.
+        ValueError: ``table`` is not a curated table, ``hour_start`` is naive or not the
+            start of an hour, or ``hours`` is less than 1.
+        PartitionNotFoundError: A partition of the batch does not exist.
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -311,14 +332,21 @@ def validate_partition(
     hour_start = hour_start.astimezone(UTC)
     if hour_start != hour_start.replace(minute=0, second=0, microsecond=0):
         raise ValueError(f"hour_start must be the start of an hour, got {hour_start.isoformat()}")
+    if hours < 1:
+        raise ValueError(f"a batch has at least one hour, got {hours}")
     table = check_table(table)
     curated_root = Path(curated_root)
-    frame = read_partition(spark, curated_root, table, hour_start)
-    directory = curated_partition_dir(curated_root, table, hour_start)
+    batch_hours = [hour_start + timedelta(hours=n) for n in range(hours)]
+    frames = [read_partition(spark, curated_root, table, hour) for hour in batch_hours]
+    frame = frames[0]
+    for other in frames[1:]:
+        frame = frame.unionByName(other)
+    directories = [curated_partition_dir(curated_root, table, hour) for hour in batch_hours]
     previous_rows = _footer_rows(
-        curated_partition_dir(curated_root, table, hour_start - timedelta(hours=1))
+        curated_partition_dir(curated_root, table, hour_start - timedelta(hours=n + 1))
+        for n in range(hours)
     )
-    suite = build_suite(table, params, previous_rows, _rows_by_domain(directory))
+    suite = build_suite(table, params, previous_rows, _rows_by_domain(directories))
 
     reports_dir = Path(params.reports_dir).resolve()
     context = _data_context(reports_dir)
@@ -342,8 +370,9 @@ def validate_partition(
                 result_format={"result_format": params.result_format},
             )
         )
-        # The run time is the partition's hour, so a rerun replaces its Data Docs page.
-        run_id = RunIdentifier(run_name=f"{hour_start:%Y-%m-%dT%H}", run_time=hour_start)
+        # The run time is the batch's first hour, so a rerun replaces its Data Docs page.
+        label = f"{hour_start:%Y-%m-%dT%H}" + (f"+{hours}h" if hours > 1 else "")
+        run_id = RunIdentifier(run_name=label, run_time=hour_start)
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
     finally:
         frame.unpersist()
@@ -360,9 +389,10 @@ def validate_partition(
         evaluated=int(gx_result.statistics["evaluated_expectations"]),
         row_count=rows,
         previous_row_count=previous_rows,
-        json_path=report_path(reports_dir, table, hour_start),
+        json_path=report_path(reports_dir, table, hour_start, hours),
         data_docs_path=_docs_page(context, identifier, reports_dir),
         failed_checks=frozenset(f.check for f in failures),
+        hours=hours,
     )
     payload = result.summary()
     payload["critical_failures"] = [_failure_json(f) for f in result.critical_failures]
@@ -383,16 +413,39 @@ def validate_hours(
     tables: Iterable[str],
     hours: Iterable[datetime],
     params: ValidationParams,
+    one_batch: bool = False,
 ) -> list[ValidationResult]:
-    """:func:`validate_partition` for every table of every hour, hour by hour.
+    """:func:`validate_partition` for every table of every hour.
+
+    Args:
+        one_batch: Validate each run of consecutive hours of a table as one batch (one
+            checkpoint per table and run of hours) instead of hour by hour.
 
     Raises:
         ValueError: A table is unknown (checked before anything runs).
         PartitionNotFoundError: A partition does not exist.
     """
     tables = [check_table(table) for table in tables]
+    hours = sorted(set(hours))
+    if not one_batch:
+        return [
+            validate_partition(spark, curated_root, table, hour, params)
+            for hour in hours
+            for table in tables
+        ]
     return [
-        validate_partition(spark, curated_root, table, hour, params)
-        for hour in hours
+        validate_partition(spark, curated_root, table, first, params, hours=length)
+        for first, length in consecutive_runs(hours)
         for table in tables
     ]
+
+
+def consecutive_runs(hours: Iterable[datetime]) -> list[tuple[datetime, int]]:
+    """``(first hour, length)`` of each run of consecutive hours, in order."""
+    runs: list[tuple[datetime, int]] = []
+    for hour in sorted(set(hours)):
+        if runs and runs[-1][0] + timedelta(hours=runs[-1][1]) == hour:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((hour, 1))
+    return runs

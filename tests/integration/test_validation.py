@@ -24,6 +24,7 @@ from validation.run import (
     PartitionNotFoundError,
     ValidationFailed,
     ValidationResult,
+    consecutive_runs,
     validate_hours,
     validate_partition,
 )
@@ -267,3 +268,44 @@ def test_an_hour_without_events_validates_as_empty(spark, curated: Curated, tmp_
     assert result.success
     assert (result.row_count, result.previous_row_count) == (0, None)
     assert result.json_path.is_file()
+
+
+def test_consecutive_hours_group_into_runs():
+    hours = [HOUR + timedelta(hours=n) for n in (5, 0, 1, 2, 7, 6, 1)]
+    assert consecutive_runs(hours) == [(HOUR, 3), (HOUR + timedelta(hours=5), 3)]
+    assert consecutive_runs([]) == []
+
+
+def test_a_range_is_validated_as_one_batch_per_table(spark, curated: Curated, tmp_path):
+    """A run that ingested two hours: one checkpoint per table over both, bad rows named."""
+    root = _copy(curated, tmp_path)
+    later = HOUR + timedelta(hours=1)
+    partition = curated_partition_dir(root, Source.IMPRESSIONS, HOUR)
+    template = next((partition / "domain=news").glob("*.parquet"))
+    good = pq.read_table(template).slice(0, 1).to_pylist()[0]
+    _write_rows(
+        curated_partition_dir(root, Source.IMPRESSIONS, later) / "domain=news",
+        template,
+        [{**good, "event_id": "late-1", "propensity": 0.0}],
+    )
+    curated_partition_dir(root, Source.GAZE, later).mkdir(parents=True)
+    params = ValidationParams(reports_dir=tmp_path / "reports", result_format="BOOLEAN_ONLY")
+
+    results = validate_hours(
+        spark, root, [Source.IMPRESSIONS, Source.GAZE], [HOUR, later], params, one_batch=True
+    )
+
+    by_table = {result.table: result for result in results}
+    assert len(results) == 2
+    impressions, gaze = by_table[Source.IMPRESSIONS], by_table[Source.GAZE]
+    assert (impressions.hours, impressions.label) == (2, f"{HOUR:%Y-%m-%dT%H}+2h")
+    assert impressions.row_count == curated.results[Source.IMPRESSIONS].row_count + 1
+    assert {(f.check, f.column) for f in impressions.critical_failures} == {
+        ("propensity", "propensity")
+    }
+    assert impressions.json_path.name == f"hours={HOUR:%H}+2.json"
+    assert json.loads(impressions.json_path.read_text())["hours"] == 2
+    assert "+2h: 1 critical expectation(s) failed" in str(ValidationFailed(impressions))
+    assert gaze.success and gaze.row_count == curated.results[Source.GAZE].row_count
+    with pytest.raises(ValueError, match="at least one hour"):
+        validate_partition(spark, root, Source.GAZE, HOUR, params, hours=0)
