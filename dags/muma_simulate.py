@@ -4,15 +4,16 @@
 media world of params.yaml (`simulate.world`, seed from `MUMA_SEED` or `base.seed`), so the
 hourly `muma_ingest` has data to curate. The same interval always gives the same bytes.
 
-Traffic goes straight to the landing zone, not through the serving API: that API does not
-exist yet (issue 7). A manual run at logical date `T` simulates the hour ending at `T`.
+Traffic goes straight to the landing zone, not through the serving API. A manual run at
+logical date `T` simulates the hour ending at `T`; a manual run with `start` and `end` params
+simulates that whole range as one world (the demo's day: `muma demo`).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from muma.orchestration import DAG_TAGS, DEFAULT_ARGS, START_DATE
 
@@ -24,16 +25,21 @@ from muma.orchestration import DAG_TAGS, DEFAULT_ARGS, START_DATE
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     dagrun_timeout=timedelta(minutes=30),
+    params={
+        "start": Param(None, type=["null", "string"], description="Manual range: ISO start."),
+        "end": Param(None, type=["null", "string"], description="Manual range: ISO end."),
+    },
     tags=[*DAG_TAGS, "simulator", "demo"],
     doc_md=__doc__,
 )
 def muma_simulate():
     @task(execution_timeout=timedelta(minutes=20))
-    def simulate(data_interval_start=None, data_interval_end=None) -> dict:
-        """Write the interval's simulated landing partitions."""
-        from muma.orchestration import simulate_interval, task_settings
+    def simulate(data_interval_start=None, data_interval_end=None, params=None) -> dict:
+        """Write the interval's (or the params' range's) simulated landing partitions."""
+        from muma.orchestration import run_interval, simulate_interval, task_settings
 
-        return simulate_interval(task_settings(), data_interval_start, data_interval_end)
+        bounds = run_interval(params, data_interval_start, data_interval_end)
+        return simulate_interval(task_settings(), *bounds)
 
     simulate()
 

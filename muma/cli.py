@@ -167,59 +167,53 @@ def simulate(
 OBD_SAMPLE = Path("../shared/data/open_bandit_dataset_sample")
 
 
+DEMO_POLICY_DAYS = 4
+"""Days of the demo's policy loop (the interest shock of params.yaml comes on day 3)."""
+
+
 @app.command()
 def demo(
     reports: Annotated[Path, typer.Option(help="Where the demo summary is written.")] = Path(
         "reports/demo"
     ),
-    validate_hours: Annotated[
-        int,
+    via: Annotated[
+        str,
         typer.Option(
-            help="Validate the last N curated hours of every table (0: all hours).", min=0
+            help="airflow: the DAGs run the loop with `dag.test()` in a SQLite AIRFLOW_HOME "
+            "under the reports folder; direct: the same stages called in turn, no Airflow.",
+            case_sensitive=False,
         ),
-    ] = 3,
+    ] = "airflow",
+    policy_days: Annotated[
+        int,
+        typer.Option(help="Days of the closed-loop policy study (params.yaml: a week).", min=1),
+    ] = DEMO_POLICY_DAYS,
 ) -> None:
     """Run the pipeline end to end on embedded defaults and say where the outputs are.
 
-    Stages, in order: simulate a day of news, video and ad traffic (params.yaml) -> Spark
-    ingest with quarantine and reconciliation -> Great Expectations on curated partitions ->
-    Spark feature build -> Feast registry and online store -> Evidently drift monitoring ->
-    off-policy evaluation on the Open Bandit sample. Training and serving join as they land.
+    A simulated day (params.yaml `simulate`) of news, video and ad traffic -> Spark ingest
+    with quarantine and reconciliation -> Great Expectations -> Spark features -> Feast
+    registry and online store -> training set, ranker training, evaluation, promotion (DVC's
+    stages under Airflow) -> Evidently drift monitoring with the champion -> closed-loop policy
+    study -> off-policy evaluation on the Open Bandit sample. By default the Airflow DAGs run
+    it (`muma_simulate`, `muma_ingest`, `muma_features`, `muma_train`, `muma_monitor`,
+    `muma_policy`); `--via direct` calls the same stages without Airflow.
     """
+    if via.lower() not in ("airflow", "direct"):
+        raise typer.BadParameter("airflow or direct", param_hint="--via")
     settings = _settings()
     reports.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def run(name: str, command, **arguments) -> None:
-        console.rule(f"demo: {name}")
-        began = time.perf_counter()
-        command(**arguments)
-        timings[name] = round(time.perf_counter() - began, 1)
-
     began = time.perf_counter()
-    run("simulate", simulate)
-    run("ingest", ingest)
-    if validate_hours:
-        from ingest.config import IngestParams
-
-        from .landing import partition_hours
-
-        curated_root = settings.data_root / _load(settings, "ingest", IngestParams).curated_dir
-        last = partition_hours(curated_root, "interactions")[-1] + timedelta(hours=1)
-        first = last - timedelta(hours=validate_hours)
-        run("validate", validate, start=first.isoformat(), end=last.isoformat())
+    if via.lower() == "airflow":
+        timings = _demo_via_airflow(settings, reports, policy_days)
     else:
-        run("validate", validate)
-    run("features", features_build)
-    run("feast apply", features_apply)
-    run("materialize", features_materialize)
-    run("training set", training_set_command)
-    run("train", train, progress=False)
-    run("evaluate", evaluate_command)
-    run("promote", promote)
-    run("monitor", monitor)
+        timings = _demo_direct(settings, policy_days)
     if OBD_SAMPLE.is_dir():
-        run("ope", policy_evaluate, obd=OBD_SAMPLE)
+        console.rule("demo: off-policy evaluation on the Open Bandit sample")
+        step = time.perf_counter()
+        policy_evaluate(obd=OBD_SAMPLE)
+        timings["ope (Open Bandit sample)"] = round(time.perf_counter() - step, 1)
+    monitoring = _demo_monitoring(Path("reports/monitoring"))
     outputs = {
         "landing zone": f"{settings.landing_root}/v1/",
         "simulator ground truth": f"{settings.data_root}/simulator/",
@@ -231,32 +225,152 @@ def demo(
         "training set (train/valid/test by time)": f"{settings.data_root}/training/",
         "ranker bundle, registry, champion": f"{settings.data_root}/models/",
         "training and evaluation metrics": "metrics/train.json, metrics/evaluate.json, plots/",
-        "drift report and decision": "reports/monitoring/<date>/, metrics/monitor.json",
-        "off-policy evaluation": "metrics/ope_obd.json",
-        "stage metrics": "metrics/*.json",
+        "drift report (HTML) and decision": monitoring.get("html") or "reports/monitoring/",
+        "policy study (online CTR per policy)": "metrics/policy.json, plots/policy/",
+        "off-policy evaluation (Open Bandit)": "metrics/ope_obd.json",
     }
+    if via.lower() == "airflow":
+        outputs["Airflow metadata (SQLite) and run list"] = f"{reports / 'airflow'}/"
     summary = {
         "seed": _seed(settings, None),
+        "via": via.lower(),
         "stage_seconds": timings,
         "wall_seconds": round(time.perf_counter() - began, 1),
         "outputs": outputs,
-        "stages_pending": ["policy simulate", "serve"],
         "test_auc": _demo_auc(Path("metrics/evaluate.json")),
+        "online_ctr": _demo_policies(Path("metrics/policy.json")),
+        "drift": monitoring,
     }
     (reports / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    console.rule("MUMA demo: done")
-    view = Table("output", "where", title=f"outputs ({summary['wall_seconds']} s)")
-    for name, where in outputs.items():
+    _print_demo_summary(summary, reports)
+
+
+def _demo_via_airflow(settings: Settings, reports: Path, policy_days: int) -> dict[str, float]:
+    """The demo's day through the DAGs (``dag.test()``), in a fresh AIRFLOW_HOME."""
+    import shutil
+
+    from simulator.config import SimulateParams
+
+    from .orchestration import demo_day_runs, project_root, resolve_settings, run_demo_via_airflow
+
+    resolved = resolve_settings(settings)
+    expected = project_root(resolved) / "data"
+    if resolved.data_root != expected:
+        console.print(
+            f"[red]error:[/red] the training DAG runs DVC's stages, whose paths are under "
+            f"{expected}, but MUMA_DATA_ROOT is {resolved.data_root}: unset it, or run "
+            "`muma demo --via direct`"
+        )
+        raise typer.Exit(2)
+    params = _load(settings, "simulate", SimulateParams)
+    home = (reports / "airflow").resolve()
+    shutil.rmtree(home, ignore_errors=True)
+    plan = demo_day_runs(params.start, params.end, policy_days=policy_days)
+    console.rule(
+        f"demo through Airflow: {params.start:%Y-%m-%d %H:%M} .. {params.end:%Y-%m-%d %H:%M} UTC"
+    )
+    for dag_id, logical_date, conf in plan:
+        console.print(
+            f"  {dag_id} at {logical_date.isoformat()} {json.dumps(conf) if conf else ''}"
+        )
+    try:
+        result = run_demo_via_airflow(resolved, params.start, params.end, home, plan=plan)
+    except RuntimeError as error:
+        console.print(f"[red]error:[/red] {error}; task logs above, metadata in {home}")
+        raise typer.Exit(1) from None
+    table = Table("DAG run", "logical date", "state", "seconds", title="Airflow runs")
+    for run in result["runs"]:
+        table.add_row(run["dag_id"], run["logical_date"], run["state"], f"{run['seconds']:.1f}")
+    console.print(table)
+    return {run["dag_id"]: run["seconds"] for run in result["runs"]}
+
+
+def _demo_direct(settings: Settings, policy_days: int) -> dict[str, float]:
+    """The demo's stages called in turn, without Airflow."""
+    timings: dict[str, float] = {}
+
+    def run(name: str, command, **arguments) -> None:
+        console.rule(f"demo: {name}")
+        began = time.perf_counter()
+        command(**arguments)
+        timings[name] = round(time.perf_counter() - began, 1)
+
+    run("simulate", simulate)
+    run("ingest", ingest)
+    # One batch per table over the day, as the ingest DAG validates a range it ingested.
+    run("validate", validate, one_batch=True)
+    run("features", features_build)
+    run("feast apply", features_apply)
+    run("materialize", features_materialize)
+    run("training set", training_set_command)
+    run("train", train, progress=False)
+    run("evaluate", evaluate_command)
+    run("promote", promote)
+    run("monitor", monitor)
+    run("policy", policy_simulate, days=policy_days)
+    return timings
+
+
+def _demo_monitoring(root: Path) -> dict:
+    """The latest drift decision under ``reports/monitoring/<date>/``, with its report paths."""
+    runs = sorted(root.glob("*/summary.json")) if root.is_dir() else []
+    if not runs:
+        return {}
+    summary = json.loads(runs[-1].read_text(encoding="utf-8"))
+    return {
+        "date": summary.get("date"),
+        "retrain": summary.get("retrain"),
+        "reasons": summary.get("reasons", []),
+        "alerts": summary.get("alerts", []),
+        "html": summary.get("paths", {}).get("html"),
+        "summary": str(runs[-1]),
+    }
+
+
+def _demo_policies(path: Path) -> dict[str, dict]:
+    """Online and expected CTR and share of the oracle per policy from the policy study."""
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        name: {
+            "ctr": entry["ctr"],
+            "expected_ctr": entry["expected_ctr"],
+            "share_of_oracle": entry.get("share_of_oracle"),
+        }
+        for name, entry in report["policies"].items()
+    }
+
+
+def _print_demo_summary(summary: dict, reports: Path) -> None:
+    console.rule(f"MUMA demo: done in {summary['wall_seconds']} s ({summary['via']})")
+    view = Table("output", "where", title="outputs")
+    for name, where in summary["outputs"].items():
         view.add_row(name, where)
     console.print(view)
-    auc_view = Table("domain", "test AUC (champion candidate)")
+    auc_view = Table("domain", "test AUC (challenger)")
     for domain, value in summary["test_auc"].items():
         auc_view.add_row(domain, _fmt_metric(value))
     console.print(auc_view)
-    console.print(
-        "Not yet in the demo: the closed-loop policy run and the serving API (see the issues). "
-        f"Summary: {reports / 'summary.json'}"
+    ctr_view = Table(
+        "policy", "online CTR", "expected CTR", "share of oracle", title="closed-loop policy study"
     )
+    for name, entry in summary["online_ctr"].items():
+        ctr_view.add_row(
+            name,
+            f"{entry['ctr']:.4f}",
+            f"{entry['expected_ctr']:.4f}",
+            _fmt_metric(entry["share_of_oracle"]),
+        )
+    console.print(ctr_view)
+    drift = summary["drift"]
+    if drift:
+        verdict = "retrain" if drift["retrain"] else "no retraining"
+        console.print(f"drift decision for {drift['date']}: {verdict}")
+        for reason in drift["reasons"]:
+            console.print(f"  reason: {reason}")
+        console.print(f"drift report: {drift['html']}")
+    console.print(f"Summary: {reports / 'summary.json'}")
 
 
 def _demo_auc(path: Path) -> dict[str, float | None]:
@@ -430,6 +544,14 @@ def validate(
     metrics: Annotated[
         Path, typer.Option(help="Where the summary of all results is written as JSON.")
     ] = Path("metrics/validation.json"),
+    one_batch: Annotated[
+        bool,
+        typer.Option(
+            "--one-batch/--per-hour",
+            help="Validate each run of consecutive hours of a table as one batch (one GX "
+            "checkpoint per table) instead of hour by hour.",
+        ),
+    ] = False,
 ) -> None:
     """Run the Great Expectations suites on curated partitions; fail on critical expectations.
 
@@ -460,7 +582,7 @@ def validate(
         console.print(f"[red]error:[/red] no curated partitions in {window[0]} .. {window[1]}")
         raise typer.Exit(1)
     spark = get_spark(settings, "muma-validate")
-    results = validate_hours(spark, curated_root, tables, hours, params)
+    results = validate_hours(spark, curated_root, tables, hours, params, one_batch=one_batch)
     summary = {
         "partitions": len(results),
         "success": all(r.success for r in results),
@@ -473,7 +595,7 @@ def validate(
     for r in results:
         view.add_row(
             r.table,
-            f"{r.hour_start:%Y-%m-%d %H}",
+            r.label,
             f"{r.row_count:,}",
             "\n".join(f.name for f in r.critical_failures) or "-",
             "\n".join(f.name for f in r.warnings) or "-",

@@ -92,6 +92,31 @@ def _interval(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+def run_interval(
+    params: Mapping[str, Any] | None, data_interval_start: datetime, data_interval_end: datetime
+) -> tuple[datetime, datetime]:
+    """The interval a run of an hourly DAG works on: its params' range, else its data interval.
+
+    A manual run may name ``start`` and ``end`` (ISO-8601 with a UTC offset) to process a
+    longer range in one run, e.g. a simulated day for the demo or a backfill in one Spark
+    job; scheduled runs carry no params and work on their data interval.
+
+    Raises:
+        ValueError: Only one of ``start`` and ``end`` given, or a range that is empty or not
+            on whole hours.
+    """
+    start = (params or {}).get("start")
+    end = (params or {}).get("end")
+    if start is None and end is None:
+        return _interval(data_interval_start, data_interval_end)
+    if start is None or end is None:
+        raise ValueError("give both 'start' and 'end' in the run's params, or neither")
+    first, last = _interval(datetime.fromisoformat(start), datetime.fromisoformat(end))
+    if first.minute or first.second or first.microsecond or (last - first) % HOUR:
+        raise ValueError(f"the run's range must be whole hours: {first} .. {last}")
+    return first, last
+
+
 def _hours(start: datetime, end: datetime) -> list[datetime]:
     count = (end - start) // HOUR
     return [start + n * HOUR for n in range(count)]
@@ -209,11 +234,13 @@ def validate_interval(settings: Settings, start: datetime, end: datetime) -> dic
     if not any(present.values()):
         raise FileNotFoundError(f"no curated partitions in {start} .. {end} under {curated_root}")
     spark = get_spark(settings, "muma-validate")
+    # One GX batch per table and run of consecutive hours: an hourly run validates its hour,
+    # a run over a range (a backfill, the demo's day) one batch per table.
     results = [
         result
         for table, hours in present.items()
         if hours
-        for result in validate_hours(spark, curated_root, [table], hours, params)
+        for result in validate_hours(spark, curated_root, [table], hours, params, one_batch=True)
     ]
     for result in results:
         if not result.success:
@@ -361,6 +388,7 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
         reference = read_interactions(curated_root, *reference_window)
         rule = "halves of the interval"
     current = read_interactions(curated_root, *current_window)
+    reference, current, embeddings, champion = _champion_scores(settings, reference, current)
     root = project_root(settings)
     result = monitor(
         reference,
@@ -370,9 +398,11 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
         run_date=start.date(),
         workspace=root / "reports" / "evidently-workspace",
         items=read_items(curated_root, current_window[1]),
+        **embeddings,
     )
     decision = result.decision
     return {
+        "champion": champion,
         "retrain": decision.retrain,
         "reasons": list(decision.reasons),
         "alerts": list(decision.alerts),
@@ -384,6 +414,41 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
         "current_rows": len(current),
         "paths": dict(result.paths),
     }
+
+
+def _champion_scores(settings: Settings, reference, current):
+    """Both windows with the champion's predictions and user representations, if it can.
+
+    Returns ``(reference, current, embeddings, champion)``: the windows with a
+    ``prediction`` column, the representation arrays for :func:`monitoring.report.monitor`,
+    and the champion's version, or the windows unchanged, no arrays and the reason the
+    champion was not used (none promoted yet, or features missing for its inputs).
+    """
+    from feature_repo.config import FeaturesParams
+    from feature_repo.store import FeastParams
+    from monitoring.champion import window_views
+    from training.bundle import BundleError
+    from training.featurize import FeatureError
+
+    features = load_section(settings.params_path, "features", FeaturesParams)
+    feast = load_section(settings.params_path, "feast", FeastParams)
+    try:
+        views = window_views(settings, reference, current, features, feast)
+    except (BundleError, FeatureError, ValueError) as error:
+        return reference, current, {}, f"not used: {error}"
+    if views is None:
+        return reference, current, {}, "none promoted yet: prediction drift skipped"
+    reference_view, current_view = views
+    embeddings = {
+        "reference_embeddings": reference_view.representations,
+        "current_embeddings": current_view.representations,
+    }
+    return (
+        reference.assign(prediction=reference_view.prediction),
+        current.assign(prediction=current_view.prediction),
+        embeddings,
+        current_view.version,
+    )
 
 
 # --------------------------------------------------------------------------- train
@@ -459,6 +524,52 @@ def notify_serving(settings: Settings, timeout_seconds: float = 5.0) -> str:
         return f"failed (serving reloads on its own when champion.json changes): {error}"
 
 
+def policy_study(settings: Settings, days: int | None = None) -> dict:
+    """The closed-loop policy study, ``muma policy simulate`` (``muma_policy``).
+
+    Runs every policy of ``policy.loop`` against the simulator with daily retraining and
+    writes ``metrics/policy.json`` and ``plots/policy/`` in the project root, the outputs of
+    DVC's ``policy`` stage. ``days`` overrides ``policy.loop.days`` (the demo's shorter loop).
+
+    Returns:
+        Each policy's online and expected CTR and share of the oracle's clicks, the
+        off-policy estimate from the loop's logs, and the seconds taken.
+
+    Raises:
+        subprocess.CalledProcessError: The study failed; its output is in the task log.
+    """
+    root = project_root(settings)
+    muma = Path(sys.executable).with_name("muma")
+    metrics = root / "metrics" / "policy.json"
+    command = [str(muma), "policy", "simulate", "--metrics", str(metrics)]
+    command += ["--plots", str(root / "plots" / "policy")]
+    if days is not None:
+        command += ["--days", str(days)]
+    # Captured output has no terminal: give rich a width so its tables stay readable in the log.
+    env = os.environ | {"COLUMNS": os.environ.get("COLUMNS", "120")}
+    completed = subprocess.run(
+        command, cwd=root, env=env, check=False, capture_output=True, text=True
+    )
+    sys.stdout.write(completed.stdout)
+    sys.stderr.write(completed.stderr)
+    completed.check_returncode()
+    report = json.loads(metrics.read_text(encoding="utf-8"))
+    return {
+        "days": report["params"]["days"],
+        "seconds": report["seconds"],
+        "policies": {
+            name: {
+                "ctr": round(entry["ctr"], 4),
+                "expected_ctr": round(entry["expected_ctr"], 4),
+                "share_of_oracle": entry.get("share_of_oracle"),
+            }
+            for name, entry in report["policies"].items()
+        },
+        "ope": report.get("ope"),
+        "metrics": str(metrics),
+    }
+
+
 # --------------------------------------------------------------------------- demo
 def dags_folder() -> Path:
     """The repository's ``dags/`` folder (next to this package)."""
@@ -494,14 +605,20 @@ def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
 
 
 def run_demo_via_airflow(
-    settings: Settings, start: datetime, end: datetime, airflow_home: Path | None = None
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    airflow_home: Path | None = None,
+    plan: list[tuple[str, datetime, dict]] | None = None,
 ) -> dict:
-    """Run the scheduled loop through Airflow for ``[start, end)`` hour by hour.
+    """Run DAGs through Airflow with ``dag.test()``, in order, in a fresh AIRFLOW_HOME.
 
-    In a fresh AIRFLOW_HOME (SQLite; a temporary folder unless given): ``airflow db
-    migrate``, then one Python process that runs ``dag.test()`` for ``muma_simulate`` and
-    ``muma_ingest`` of every hour, ``muma_features`` over the range and ``muma_monitor`` for
-    each day the range touches, in that order, so one Spark session serves every run.
+    In ``airflow_home`` (SQLite; a temporary folder unless given): ``airflow db migrate``,
+    then one Python process that runs each ``(dag_id, logical date, params)`` of ``plan``
+    with ``dag.test()``, so one Spark session serves every run. The default plan is
+    :func:`demo_runs`: ``muma_simulate`` and ``muma_ingest`` hour by hour, ``muma_features``
+    over the range and ``muma_monitor`` for each day; ``muma demo`` passes
+    :func:`demo_day_runs` instead.
 
     Returns:
         Per-DAG run states and seconds, and the total wall time.
@@ -510,6 +627,7 @@ def run_demo_via_airflow(
         RuntimeError: A DAG run did not succeed (the runner's output says which).
     """
     start, end = _interval(start, end)
+    plan = demo_runs(start, end) if plan is None else plan
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="muma-airflow-") as scratch:
         home = Path(airflow_home) if airflow_home is not None else Path(scratch)
@@ -517,16 +635,14 @@ def run_demo_via_airflow(
         env = airflow_env(settings, home)
         airflow = Path(sys.executable).with_name("airflow")
         subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
-        report = home / "demo-runs.json"
+        plan_path, report = home / "demo-plan.json", home / "demo-runs.json"
+        plan_path.write_text(
+            json.dumps([[dag_id, when.isoformat(), conf] for dag_id, when, conf in plan]),
+            encoding="utf-8",
+        )
+        report.unlink(missing_ok=True)
         runner = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "muma.orchestration",
-                start.isoformat(),
-                end.isoformat(),
-                str(report),
-            ],
+            [sys.executable, "-m", "muma.orchestration", str(plan_path), str(report)],
             env=env,
             cwd=project_root(settings),
             check=False,
@@ -535,6 +651,33 @@ def run_demo_via_airflow(
     if runner.returncode != 0:
         raise RuntimeError(f"an Airflow DAG run failed: {runs}")
     return {"runs": runs, "wall_seconds": round(time.perf_counter() - began, 1)}
+
+
+def demo_day_runs(
+    start: datetime, end: datetime, policy_days: int | None = None
+) -> list[tuple[str, datetime, dict]]:
+    """The runs of ``muma demo``: the whole loop over ``[start, end)``, one run per DAG.
+
+    ``muma_simulate`` and ``muma_ingest`` take the range as params (one simulated world, one
+    Spark ingest and validation of every hour), then ``muma_features`` over the range,
+    ``muma_train`` (DVC's training stages and promotion), ``muma_monitor`` of each day the
+    range covers (drift against the day before, or the range's halves; with the new champion
+    for prediction drift) and ``muma_policy`` (the closed-loop policy study, ``policy_days``
+    long when given, else ``policy.loop.days``).
+    """
+    start, end = _interval(start, end)
+    conf = {"start": start.isoformat(), "end": end.isoformat()}
+    runs: list[tuple[str, datetime, dict]] = [
+        ("muma_simulate", end, conf),
+        ("muma_ingest", end, conf),
+        ("muma_features", end, conf),
+        ("muma_train", end, {}),
+    ]
+    first_day = start.replace(hour=0)
+    days = [first_day + timedelta(days=n) for n in range((end - first_day).days + 1)]
+    runs += [("muma_monitor", day + timedelta(days=1), {}) for day in days if day < end]
+    runs.append(("muma_policy", end, {} if policy_days is None else {"days": policy_days}))
+    return runs
 
 
 def demo_runs(start: datetime, end: datetime) -> list[tuple[str, datetime, dict]]:
@@ -555,23 +698,25 @@ def demo_runs(start: datetime, end: datetime) -> list[tuple[str, datetime, dict]
     return runs
 
 
-def _run_in_process(start: datetime, end: datetime, report: Path) -> int:
-    """Run :func:`demo_runs` with ``dag.test()`` in this process (AIRFLOW_HOME is set)."""
+def _run_in_process(plan_path: Path, report: Path) -> int:
+    """Run a plan of ``(dag_id, logical date, params)`` with ``dag.test()`` in this process."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(dags_folder()))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
     done: list[dict] = []
     status = 0
-    for dag_id, logical_date, conf in demo_runs(start, end):
+    for dag_id, logical_date, conf in plan:
         began = time.perf_counter()
-        run = bag.get_dag(dag_id).test(logical_date=logical_date, run_conf=conf or None)
+        when = datetime.fromisoformat(logical_date)
+        run = bag.get_dag(dag_id).test(logical_date=when, run_conf=conf or None)
         state = str(getattr(run, "state", "unknown"))
         done.append(
             {
                 "dag_id": dag_id,
-                "logical_date": logical_date.isoformat(),
+                "logical_date": logical_date,
                 "state": state,
                 "seconds": round(time.perf_counter() - began, 1),
             }
@@ -584,11 +729,5 @@ def _run_in_process(start: datetime, end: datetime, report: Path) -> int:
 
 
 if __name__ == "__main__":
-    # The subprocess of run_demo_via_airflow: START END REPORT_PATH.
-    sys.exit(
-        _run_in_process(
-            datetime.fromisoformat(sys.argv[1]),
-            datetime.fromisoformat(sys.argv[2]),
-            Path(sys.argv[3]),
-        )
-    )
+    # The subprocess of run_demo_via_airflow: PLAN_PATH REPORT_PATH.
+    sys.exit(_run_in_process(Path(sys.argv[1]), Path(sys.argv[2])))

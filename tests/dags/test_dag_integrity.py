@@ -12,7 +12,14 @@ import pytest
 
 from muma.orchestration import dags_folder
 
-EXPECTED = {"muma_simulate", "muma_ingest", "muma_features", "muma_monitor", "muma_train"}
+EXPECTED = {
+    "muma_simulate",
+    "muma_ingest",
+    "muma_features",
+    "muma_monitor",
+    "muma_train",
+    "muma_policy",
+}
 HEAVY = ("torch", "pyspark", "feast", "great_expectations", "evidently", "pandas")
 DAG_FILES = sorted(p for p in dags_folder().glob("*.py") if p.name != "__init__.py")
 

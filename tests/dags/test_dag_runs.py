@@ -164,6 +164,26 @@ def test_hourly_backfill_equals_one_direct_ingest(
     assert through_airflow == direct
 
 
+def test_a_range_run_of_the_ingest_dag_equals_its_hourly_runs(
+    project: Settings, airflow: dict[str, str], pipeline: dict, tmp_path: Path
+) -> None:
+    """One `muma_ingest` run over the three hours (params, as `make demo` runs its day)
+    curates what the hourly runs did, and validates each table as one batch of 3 hours."""
+    data_root = tmp_path / "data"
+    shutil.copytree(project.data_root / "landing", data_root / "landing")
+    env = airflow | {"MUMA_DATA_ROOT": str(data_root)}
+    conf = json.dumps({"start": START.isoformat(), "end": END.isoformat()})
+    output = run_airflow(env, "dags", "test", "muma_ingest", END.isoformat(), "-c", conf)
+    assert "state=success" in output
+    assert curated_snapshot(data_root / "curated") == curated_snapshot(
+        project.data_root / "curated"
+    )
+    reports = project.params_path.parent / "reports" / "validation" / "interactions"
+    batch = reports / f"date={START:%Y-%m-%d}" / f"hours={START:%H}+{len(HOURS)}.json"
+    report = json.loads(batch.read_text(encoding="utf-8"))
+    assert (report["hours"], report["success"]) == (len(HOURS), True)
+
+
 def test_airflow_dags_test_cli_runs_the_simulate_dag(
     airflow: dict[str, str], tmp_path: Path
 ) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from muma.orchestration import demo_runs, features_interval, resolve_settings
+from muma.orchestration import (
+    demo_day_runs,
+    demo_runs,
+    features_interval,
+    resolve_settings,
+    run_interval,
+)
 from muma.settings import load_settings
 
 T0 = datetime(2026, 11, 1, 6, tzinfo=UTC)
@@ -54,3 +60,34 @@ def test_the_demo_runs_each_hour_then_features_then_each_day() -> None:
         ("muma_monitor", "2026-11-02T00:00:00+00:00"),
     ]
     assert runs[4][2] == {"start": iso(0), "end": iso(2)}
+
+
+def test_a_run_works_on_its_params_range_else_on_its_data_interval() -> None:
+    hour = (T0, T0 + timedelta(hours=1))
+    assert run_interval(None, *hour) == hour
+    assert run_interval({"start": None, "end": None}, *hour) == hour
+    day = {"start": iso(0), "end": iso(24)}
+    assert run_interval(day, *hour) == (T0, T0 + timedelta(hours=24))
+    with pytest.raises(ValueError, match="both 'start' and 'end'"):
+        run_interval({"start": iso(0), "end": None}, *hour)
+    with pytest.raises(ValueError, match="empty interval"):
+        run_interval({"start": iso(3), "end": iso(1)}, *hour)
+    with pytest.raises(ValueError, match="whole hours"):
+        run_interval({"start": iso(0), "end": (T0 + timedelta(minutes=90)).isoformat()}, *hour)
+    with pytest.raises(ValueError, match="no time zone"):
+        run_interval({"start": "2026-11-01T00:00:00", "end": iso(1)}, *hour)
+
+
+def test_the_demo_day_runs_the_whole_loop_once_per_dag_in_order() -> None:
+    start, end = T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1)
+    runs = demo_day_runs(start, end, policy_days=4)
+    day = {"start": start.isoformat(), "end": end.isoformat()}
+    assert runs == [
+        ("muma_simulate", end, day),
+        ("muma_ingest", end, day),
+        ("muma_features", end, day),
+        ("muma_train", end, {}),
+        ("muma_monitor", end, {}),
+        ("muma_policy", end, {"days": 4}),
+    ]
+    assert demo_day_runs(start, end)[-1] == ("muma_policy", end, {})
