@@ -39,6 +39,10 @@ def small_params(path: Path, **world: object) -> Path:
         # One hour to validate, one to test, the rest to train; one quick epoch.
         params["train"]["split"].update({"valid_hours": 1, "test_hours": 1})
         params["train"]["epochs"] = 1
+    if "policy" in params:
+        # A small closed loop: the policy DAG's run is about its plumbing, not its figures.
+        params["policy"]["loop"].update({"users": 150, "items": 150, "candidates": 20})
+        params["policy"]["loop"]["train"]["epochs"] = 1
     if "evaluate" in params:
         # A challenger trained on three hours is not calibrated: promote the first one anyway.
         params["evaluate"]["max_ece"] = 1.0

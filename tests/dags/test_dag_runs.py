@@ -184,6 +184,25 @@ def test_a_range_run_of_the_ingest_dag_equals_its_hourly_runs(
     assert (report["hours"], report["success"]) == (len(HOURS), True)
 
 
+def test_the_policy_dag_runs_the_closed_loop_study(
+    project: Settings, airflow: dict[str, str]
+) -> None:
+    """`muma_policy` with a shortened loop (the `days` param, as the demo runs it) writes the
+    study's report in the project root: every policy's online CTR and the oracle ahead."""
+    conf = json.dumps({"days": 2})
+    output = run_airflow(
+        airflow, "dags", "test", "muma_policy", "2026-11-08T00:00:00+00:00", "-c", conf
+    )
+    assert "state=success" in output
+    report = json.loads((project.params_path.parent / "metrics" / "policy.json").read_text())
+    assert report["params"]["days"] == 2
+    policies = report["policies"]
+    assert {"random", "greedy", "bandit", "oracle"} <= set(policies)
+    assert all(len(entry["daily"]) == 2 for entry in policies.values())
+    assert policies["oracle"]["expected_ctr"] > policies["random"]["expected_ctr"]
+    assert policies["bandit"]["retrains"], "the bandit never retrained on its own logs"
+
+
 def test_airflow_dags_test_cli_runs_the_simulate_dag(
     airflow: dict[str, str], tmp_path: Path
 ) -> None:
