@@ -104,13 +104,20 @@ def render(report: dict) -> str:
             f"{_fmt(load['rss_mb_settled'])} MB after the first quarter, "
             f"{_fmt(load['rss_mb_end'])} MB at the end (peak {_fmt(load['rss_mb_peak'])} MB) |",
         ]
+        if load["seconds"] < 600:
+            lines.append(
+                f"| load length | {load['seconds']:,.0f} s, not the 10 minutes of `make "
+                "reliability`'s default: the machine was shared with other jobs (load average "
+                f"{load['load_average_1m_after']} after the run), so a shorter run was chosen |"
+            )
     ingest = figures.get("bad_input_ingest", {})
     accounting = figures.get("bad_input_ingest_accounting", {})
     if ingest:
         lines.append(
             f"| bad records through the Spark ingest | {ingest['malformed_records']:,} malformed "
-            f"of {ingest['records_written']:,} written over {ingest['sources']} sources; "
-            f"{len(ingest['mutations'])} kinds: {', '.join(ingest['mutations'])} |"
+            f"of {ingest['records_written']:,} written over {ingest['sources']} sources (the "
+            "rest: the valid records they were mutated from, and exact duplicates of some); "
+            f"mutations: {', '.join(m for m in ingest['mutations'] if m != 'duplicate_of_valid')} |"
         )
     if accounting:
         lines.append(
