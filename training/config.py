@@ -60,6 +60,7 @@ class BaselineParams(_Strict):
     attention_hidden: tuple[int, ...] = (32,)
     transformer_heads: int = Field(default=2, ge=1)
     transformer_ff: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
 class TrainParams(_Strict):
@@ -74,6 +75,10 @@ class TrainParams(_Strict):
         split: The time split.
         long_length: Behaviour history per row (at most ``features.sequence_length``).
         batch_size, epochs, lr, weight_decay: The optimiser (AdamW).
+        id_dropout: In training only, the share of rows whose user id and (independently)
+            candidate item id are replaced by the unknown id, so the unknown embedding is
+            trained and the model learns to score a new user or item from what else it knows
+            (category, creator, dense features, history, graph neighbours).
         early_stopping_patience: Epochs without a better validation AUC before stopping.
         threads: torch intra-op threads.
         max_train_rows: Keep only the newest rows of the training window (``None``: all).
@@ -91,6 +96,7 @@ class TrainParams(_Strict):
     epochs: int = Field(default=10, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
+    id_dropout: float = Field(default=0.0, ge=0, lt=1)
     early_stopping_patience: int = Field(default=2, ge=1)
     threads: int = Field(default=2, ge=1)
     max_train_rows: int | None = Field(default=None, ge=1)

@@ -13,7 +13,11 @@ exactly the transformations the model was trained on:
 * **behaviour sequences**: the user's last clicks (newest first in the feature store) become a
   left-aligned, oldest-first history with the gap in hours to the request, plus its recent tail;
 * **graph neighbours**: metapath neighbours of every known user and item, sampled once from the
-  heterogeneous graph of the training window (clicks, categories, creators, friendships).
+  heterogeneous graph of the training window (clicks, categories, creators, friendships);
+* **cold ids**: a user or item that has a vocabulary id (from the catalog or the friendships)
+  but no training row (as candidate or behaviour) has an embedding no gradient ever reached, i.e.
+  random noise; batches embed it as "unknown" (id 1, trained through ``train.id_dropout``)
+  while its graph neighbours are still looked up by its own id.
 
 Everything is stored as plain arrays and JSON (:meth:`Featurizer.state`), never pickled.
 """
@@ -155,8 +159,12 @@ class Featurizer:
         graph: GraphConfig,
         long_length: int,
         recent_length: int,
+        user_trained: np.ndarray | None = None,
+        item_trained: np.ndarray | None = None,
     ) -> None:
         self.users, self.items = users, items
+        # ``(len(vocabulary) + 1,)`` bool: the id had a training row; None keeps every id.
+        self.user_trained, self.item_trained = user_trained, item_trained
         self.categories, self.creators = categories, creators
         self.item_category = item_category
         self.item_creator = item_creator
@@ -245,6 +253,13 @@ class Featurizer:
                 torch.as_tensor(users.ids(friendships["friend_id"])),
             ),
         )
+        user_trained = np.zeros(len(users) + 1, dtype=bool)
+        user_trained[users.ids(train["user_id"])] = True
+        item_trained = np.zeros(len(items) + 1, dtype=bool)
+        item_trained[items.ids(train["item_id"])] = True
+        if "seq_item_ids" in train:
+            item_trained[items.ids(_flatten(train["seq_item_ids"])[0])] = True
+        user_trained[PAD] = item_trained[PAD] = True
         generator = torch.Generator().manual_seed(seed)
         user_neighbours, _ = hetero.sample(
             resolve(graph.user_metapaths, "user"),
@@ -275,6 +290,8 @@ class Featurizer:
             graph=graph,
             long_length=long_length,
             recent_length=recent_length,
+            user_trained=user_trained,
+            item_trained=item_trained,
         )
 
     def feature_space(self, max_position: int | None = None) -> FeatureSpace:
@@ -382,6 +399,14 @@ class Featurizer:
         domain = torch.from_numpy(self.item_domain)
         user_paths = torch.from_numpy(self.user_neighbours)[user].long()
         item_paths = torch.from_numpy(self.item_neighbours)[item].long()
+        long_category, long_domain = category[long_item], domain[long_item]
+        recent_category, recent_domain = category[recent_item], domain[recent_item]
+        if self.user_trained is not None:
+            user = _cold_to_unknown(user, self.user_trained)
+        if self.item_trained is not None:
+            item = _cold_to_unknown(item, self.item_trained)
+            long_item = _cold_to_unknown(long_item, self.item_trained)
+            recent_item = _cold_to_unknown(recent_item, self.item_trained)
         return Batch(
             request_id=t(encoded.request),
             user_id=user,
@@ -393,13 +418,13 @@ class Featurizer:
             user_dense=t(encoded.user_dense),
             item_dense=t(encoded.item_dense),
             long_item_id=long_item,
-            long_category_id=category[long_item],
-            long_domain_id=domain[long_item],
+            long_category_id=long_category,
+            long_domain_id=long_domain,
             long_gap_hours=t(encoded.long_gap),
             long_mask=long_item > 0,
             recent_item_id=recent_item,
-            recent_category_id=category[recent_item],
-            recent_domain_id=domain[recent_item],
+            recent_category_id=recent_category,
+            recent_domain_id=recent_domain,
             recent_gap_hours=t(encoded.recent_gap),
             recent_mask=recent_item > 0,
             user_paths=user_paths,
@@ -466,6 +491,10 @@ class Featurizer:
             "user_neighbours": self.user_neighbours,
             "item_neighbours": self.item_neighbours,
         }
+        if self.user_trained is not None:
+            arrays["user_trained"] = self.user_trained
+        if self.item_trained is not None:
+            arrays["item_trained"] = self.item_trained
         for name in self.mean:
             arrays[f"mean/{name}"] = self.mean[name]
             arrays[f"scale/{name}"] = self.scale[name]
@@ -493,6 +522,8 @@ class Featurizer:
             graph=GraphConfig.model_validate(meta["graph"]),
             long_length=int(meta["long_length"]),
             recent_length=int(meta["recent_length"]),
+            user_trained=arrays.get("user_trained"),
+            item_trained=arrays.get("item_trained"),
         )
 
     @property
@@ -580,6 +611,12 @@ def recent_tail(items: np.ndarray, gaps: np.ndarray, width: int) -> tuple[np.nda
     recent = np.where(mask, np.take_along_axis(items, index, axis=1), 0)
     recent_gap = np.where(mask, np.take_along_axis(gaps, index, axis=1), 0.0).astype(np.float32)
     return recent, recent_gap
+
+
+def _cold_to_unknown(ids: torch.Tensor, trained: np.ndarray) -> torch.Tensor:
+    """``ids`` with every id that had no training row replaced by the unknown id."""
+    known = torch.from_numpy(trained)[ids]
+    return torch.where(known, ids, torch.full_like(ids, UNKNOWN))
 
 
 def _factorize(values: Any) -> np.ndarray:

@@ -197,6 +197,7 @@ def model_config(params: TrainParams, featurizer: Featurizer) -> dict[str, Any]:
             transformer_heads=base.transformer_heads,
             transformer_ff=base.transformer_ff,
             recent_length=featurizer.recent_length,
+            dropout=base.dropout,
         )
     return config.model_dump(mode="json")
 

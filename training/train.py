@@ -8,6 +8,7 @@ are deterministic for these layers; the shuffle comes from a seeded NumPy genera
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.batch import Batch
 from training.config import TrainParams
-from training.featurize import Encoded, Featurizer
+from training.featurize import UNKNOWN, Encoded, Featurizer
 from training.losses import ranker_loss
 from training.metrics import auc, log_loss
 from training.model.heads import Calibrator
@@ -126,6 +128,7 @@ def fit(
         model.parameters(), lr=params.lr, weight_decay=params.weight_decay
     )
     rng = np.random.default_rng(seed)
+    dropout_generator = torch.Generator().manual_seed(seed)
     result = FitResult()
     best_auc, best_state, waited = -math.inf, None, 0
     steps = math.ceil(len(train) / params.batch_size)
@@ -138,6 +141,8 @@ def fit(
             for step in range(steps):
                 rows = order[step * params.batch_size : (step + 1) * params.batch_size]
                 batch = featurizer.batch(train, np.sort(rows))
+                if params.id_dropout:
+                    batch = drop_ids(batch, params.id_dropout, dropout_generator)
                 loss = ranker_loss(model(batch), batch, params.loss).total
                 if not torch.isfinite(loss):
                     raise TrainingError(
@@ -189,6 +194,26 @@ def fit(
     except ValueError as error:
         raise TrainingError(f"cannot calibrate on the validation window: {error}") from None
     return result
+
+
+def drop_ids(batch: Batch, rate: float, generator: torch.Generator) -> Batch:
+    """``batch`` with the user id of a ``rate`` share of rows, and independently the candidate
+    item id, replaced by the unknown id (training only).
+
+    New users and cold-start items are embedded as "unknown" at serving (see
+    :class:`~training.featurize.Featurizer`); without this that embedding is never trained.
+    Category, creator, domain, history and graph neighbours are kept, so the model learns to
+    score from them when the id says nothing.
+    """
+    rows = batch.user_id.shape[0]
+    drop_user = torch.rand(rows, generator=generator) < rate
+    drop_item = torch.rand(rows, generator=generator) < rate
+    unknown = torch.full_like(batch.user_id, UNKNOWN)
+    return dataclasses.replace(
+        batch,
+        user_id=torch.where(drop_user, unknown, batch.user_id),
+        item_id=torch.where(drop_item, unknown, batch.item_id),
+    )
 
 
 def _request_order(request: np.ndarray, rng: np.random.Generator) -> np.ndarray:

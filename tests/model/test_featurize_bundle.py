@@ -21,7 +21,7 @@ from training.featurize import PAD, UNKNOWN, FeatureError, Featurizer, Vocabular
 from training.model.config import GraphConfig
 from training.pipeline import evaluate_bundle, model_config
 from training.registry import decide
-from training.train import TrainingError, fit
+from training.train import TrainingError, drop_ids, fit
 
 CATEGORIES = {
     "news": ["politics", "sports", "tech"],
@@ -157,6 +157,72 @@ def test_unseen_users_and_items_do_not_crash(data):
     assert set(encoded.user.tolist()) == {UNKNOWN} and set(encoded.item.tolist()) == {UNKNOWN}
     # The cold-start item keeps its category from the row.
     assert (encoded.category > UNKNOWN).all()
+
+
+def test_ids_without_a_training_row_are_embedded_as_unknown(data):
+    """A user known from the friendships only has an embedding no gradient ever reached: a
+    batch embeds it as unknown, while its graph neighbours still come from its own id."""
+    catalog, train, _, _ = data
+    friends = pd.DataFrame({"user_id": ["u1", "u2"], "friend_id": ["lonely", "u4"]})
+    new_item = {"item_id": "i-new", "domain": "news", "category": "tech", "creator_id": "c1"}
+    featurizer = Featurizer.fit(
+        train,
+        pd.concat([catalog, pd.DataFrame([new_item])], ignore_index=True),
+        friends,
+        user_feature_names=["news_clicks_24h"],
+        item_feature_names=["ctr_24h"],
+        graph=GraphConfig(neighbours=4),
+        long_length=6,
+        recent_length=3,
+        seed=0,
+    )
+    rows = train.head(4).assign(user_id=["lonely", "lonely", "u1", "u1"])
+    encoded = featurizer.transform(rows)
+    vocabulary_ids = featurizer.users.ids(["lonely", "u1"])
+    assert (vocabulary_ids > UNKNOWN).all() and encoded.user[0] == vocabulary_ids[0]
+    batch = featurizer.batch(encoded)
+    assert batch.user_id.tolist() == [UNKNOWN, UNKNOWN, vocabulary_ids[1], vocabulary_ids[1]]
+    expected_paths = torch.from_numpy(featurizer.user_neighbours)[torch.from_numpy(encoded.user)]
+    assert torch.equal(batch.user_paths, expected_paths.long())
+    assert batch.user_paths_mask[0].any()  # lonely's friend u1 is its user-friend-user path
+    # A catalog item never shown nor clicked in training is unknown too, in history as well,
+    # where its category still comes from the catalog.
+    items = featurizer.transform(rows.assign(item_id=["i-new", "i0", "i-new", "i0"]))
+    item_batch = featurizer.batch(items)
+    assert item_batch.item_id.tolist()[:2] == [UNKNOWN, featurizer.items.ids(["i0"])[0]]
+    history = featurizer.batch(
+        featurizer.transform(rows.assign(seq_item_ids=[["i-new"]] * 4, seq_ts=[[0]] * 4))
+    )
+    assert (history.long_item_id[:, 0] == UNKNOWN).all() and history.long_mask[:, 0].all()
+    assert (history.long_category_id[:, 0] == featurizer.categories.ids(["tech"])[0]).all()
+    # A featurizer saved before the masks existed keeps every id.
+    meta, arrays = featurizer.state()
+    assert {"user_trained", "item_trained"} <= set(arrays)
+    old = Featurizer.from_state(
+        meta, {k: v for k, v in arrays.items() if k not in ("user_trained", "item_trained")}
+    )
+    assert old.batch(encoded).user_id.tolist() == encoded.user.tolist()
+    restored = Featurizer.from_state(meta, arrays)
+    assert torch.equal(restored.batch(encoded).user_id, batch.user_id)
+
+
+def test_id_dropout_replaces_only_ids_and_is_seeded(data):
+    _, train, _, featurizer = data
+    batch = featurizer.batch(featurizer.transform(train))
+    dropped = drop_ids(batch, 0.3, torch.Generator().manual_seed(5))
+    again = drop_ids(batch, 0.3, torch.Generator().manual_seed(5))
+    assert torch.equal(dropped.user_id, again.user_id) and torch.equal(
+        dropped.item_id, again.item_id
+    )
+    for name, original in (("user_id", batch.user_id), ("item_id", batch.item_id)):
+        changed = getattr(dropped, name) != original
+        assert 0.2 < float(changed.float().mean()) < 0.4
+        assert (getattr(dropped, name)[changed] == UNKNOWN).all()
+    # Users and items are dropped independently; everything else is untouched.
+    assert not torch.equal(dropped.user_id == UNKNOWN, dropped.item_id == UNKNOWN)
+    assert torch.equal(dropped.category_id, batch.category_id)
+    assert torch.equal(dropped.user_paths, batch.user_paths)
+    assert torch.equal(drop_ids(batch, 0.0, torch.Generator()).user_id, batch.user_id)
 
 
 @pytest.mark.parametrize(("model", "floor"), [("muma", 0.75), ("din", 0.75), ("fm", 0.0)])
