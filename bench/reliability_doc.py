@@ -153,7 +153,13 @@ def render(report: dict) -> str:
             lines.append(f"| {title} | {text} |")
     lines += ["", "## What each part checks", ""] + [f"- {line}" for line in CHECKS]
     lines += ["", "## Limits", ""] + [f"- {line}" for line in LIMITS]
-    lines += ["", "## Every test", "", "| test | outcome | seconds |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Every test",
+        "",
+        "| test | outcome | seconds (test body; fixtures not counted) |",
+    ]
+    lines += ["|---|---|---|"]
     for nodeid, test in sorted(tests.items()):
         lines.append(f"| `{nodeid}` | {test['outcome']} | {test['seconds']} |")
     return "\n".join(lines) + "\n"
