@@ -39,9 +39,13 @@ def run_load(
     clients: int = 32,
     users: int = 5_000,
     items: int = 3_000,
-    sample_every: float = 5.0,
+    sample_every: float | None = None,
 ) -> dict:
-    """Serve ``clients`` closed-loop clients for ``seconds``; return errors, latency, memory."""
+    """Serve ``clients`` closed-loop clients for ``seconds``; return errors, latency, memory.
+
+    Memory is sampled every ``sample_every`` seconds (default: a tenth of the run, at most 5 s).
+    """
+    sample_every = sample_every or min(5.0, max(seconds / 10, 0.5))
     if clients < 2:
         raise ValueError("need at least 2 clients: one for /recommend, one for /events")
     work = Path(tempfile.mkdtemp(prefix="muma-reliability-load-"))
@@ -110,8 +114,9 @@ def run_load(
         recommend, events = asyncio.run(both())
         end_memory = serving.rss_mb(server.pid)
         # Threads and buffers grow while the clients ramp up: memory is stable when the end
-        # is close to the largest figure of the run's first quarter.
-        settled = max([rss for at, rss in samples if at <= seconds / 4] or [start_memory["VmRSS"]])
+        # is close to the largest figure of the run's first quarter (at least two samples).
+        ramp = max(seconds / 4, 2 * sample_every)
+        settled = max([rss for at, rss in samples if at <= ramp] or [start_memory["VmRSS"]])
         alive = server.poll() is None
         log_tail = (work / "server.log").read_text(errors="replace")[-2000:]
         return {
