@@ -759,6 +759,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--work-dir", type=Path, default=OUT, help="scratch: real-data imports")
     parser.add_argument("--epochs", type=int, default=None, help="override the mode's epochs")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="override train.lr for every model of the run"
+    )
     parser.add_argument("--train-rows", type=int, default=None, help="override the train cap")
     parser.add_argument("--repeats", type=int, default=1, help="trainings per model (median)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat")
@@ -799,6 +802,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(child))
         return {}
     base, features, evaluate_params = _params()
+    if args.lr:
+        base = base.model_copy(update={"lr": args.lr})
     torch.set_num_threads(base.threads)
     caps = dict(QUICK if args.quick else FULL)
     if args.train_rows:
@@ -810,6 +815,7 @@ def main(argv: list[str] | None = None) -> dict:
         "epochs_max": epochs,
         "caps": caps,
         "batch_size": base.batch_size,
+        "lr": base.lr,
         "long_length": base.long_length,
         "embedding_dim": base.muma.embedding.dim,
         "threads": base.threads,
