@@ -11,6 +11,7 @@ import pytest
 from muma.orchestration import airflow_env
 from muma.settings import Settings
 from tests.dags.conftest import airflow_python, project_settings, run_airflow
+from tests.dags.test_dag_integrity import EXPECTED
 
 pytestmark = pytest.mark.postgres
 
@@ -70,7 +71,7 @@ def test_metadata_database_on_postgres(database: str, tmp_path: Path) -> None:
     )
     assert facts["dialect"] == "postgresql"
     assert facts["errors"] == {}
-    assert len(facts["dags"]) == 5
+    assert set(facts["dags"]) == EXPECTED
     output = run_airflow(env, "dags", "test", "muma_simulate", "2026-11-01T04:00:00+00:00")
     assert "state=success" in output
     hour = project.data_root / "landing" / "v1" / "impressions" / "date=2026-11-01" / "hour=03"
