@@ -94,3 +94,62 @@ def window_views(
         champion_view(settings, bundle, reference, features, feast),
         champion_view(settings, bundle, current, features, feast),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredWindows:
+    """Both windows for :func:`monitoring.report.monitor`, scored by the champion if it can.
+
+    Attributes:
+        reference: The reference rows, with a ``prediction`` column when scored.
+        current: The current rows, likewise.
+        embeddings: ``reference_embeddings`` and ``current_embeddings`` for ``monitor``, or empty.
+        version: The champion's version, or ``None`` when it was not used.
+        note: What happened, for a log line (scored, none promoted yet, or why not used).
+        warning: The champion exists or was expected but could not be used.
+    """
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    embeddings: dict[str, pd.DataFrame | None]
+    version: str | None
+    note: str
+    warning: bool = False
+
+
+def score_windows(
+    settings: Settings, reference: pd.DataFrame, current: pd.DataFrame
+) -> ScoredWindows:
+    """Both windows with the champion's predictions and user representations, when it can.
+
+    Reads the ``features`` and ``feast`` sections of the settings' params.yaml. Without a
+    promoted champion, or when its inputs cannot be built (missing features, a refused
+    bundle), the windows come back unchanged and ``note`` says why; nothing raises.
+    """
+    from feature_repo.config import FeaturesParams
+    from feature_repo.store import FeastParams
+    from muma.params import ParamsError, load_section
+    from training.bundle import BundleError
+    from training.featurize import FeatureError
+
+    try:
+        features = load_section(settings.params_path, "features", FeaturesParams)
+        feast = load_section(settings.params_path, "feast", FeastParams)
+        views = window_views(settings, reference, current, features, feast)
+    except (BundleError, FeatureError, ParamsError, ValueError) as error:
+        note = f"champion not used for drift: {error}"
+        return ScoredWindows(reference, current, {}, None, note, warning=True)
+    if views is None:
+        note = "no champion promoted yet: prediction and representation drift skipped"
+        return ScoredWindows(reference, current, {}, None, note)
+    reference_view, current_view = views
+    return ScoredWindows(
+        reference.assign(prediction=reference_view.prediction),
+        current.assign(prediction=current_view.prediction),
+        {
+            "reference_embeddings": reference_view.representations,
+            "current_embeddings": current_view.representations,
+        },
+        current_view.version,
+        f"scored both windows with champion {current_view.version}",
+    )

@@ -808,16 +808,12 @@ def monitor(
     embeddings = {}
     scored_by = None
     if champion:
-        views = _champion_views(settings, reference_rows, current_rows)
-        if views is not None:
-            reference_view, current_view = views
-            reference_rows = reference_rows.assign(prediction=reference_view.prediction)
-            current_rows = current_rows.assign(prediction=current_view.prediction)
-            embeddings = {
-                "reference_embeddings": reference_view.representations,
-                "current_embeddings": current_view.representations,
-            }
-            scored_by = current_view.version
+        from monitoring.champion import score_windows
+
+        scored = score_windows(settings, reference_rows, current_rows)
+        console.print(("[yellow]warning:[/yellow] " if scored.warning else "") + scored.note)
+        reference_rows, current_rows = scored.reference, scored.current
+        embeddings, scored_by = scored.embeddings, scored.version
     result = run_monitor(
         reference_rows,
         current_rows,
@@ -850,28 +846,6 @@ def monitor(
     for name, path in result.paths.items():
         console.print(f"{name}: {path}")
     console.print(f"summary: {metrics}; browse runs: evidently ui --workspace {workspace}")
-
-
-def _champion_views(settings: Settings, reference_rows, current_rows):
-    """Both windows scored by the champion, or None (no champion, or no features: said so)."""
-    from feature_repo.config import FeaturesParams
-    from feature_repo.store import FeastParams
-    from monitoring.champion import window_views
-    from training.bundle import BundleError
-    from training.featurize import FeatureError
-
-    features = _load(settings, "features", FeaturesParams)
-    feast = _load(settings, "feast", FeastParams)
-    try:
-        views = window_views(settings, reference_rows, current_rows, features, feast)
-    except (BundleError, FeatureError, ValueError) as error:
-        console.print(f"[yellow]warning:[/yellow] champion not used for drift: {error}")
-        return None
-    if views is None:
-        console.print("no champion promoted yet: prediction and representation drift skipped")
-    else:
-        console.print(f"scored both windows with champion {views[1].version}")
-    return views
 
 
 features_app = typer.Typer(

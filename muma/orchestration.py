@@ -362,6 +362,7 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
     Raises:
         FileNotFoundError: The interval has no curated interactions.
     """
+    from monitoring.champion import score_windows
     from monitoring.config import MonitorParams
     from monitoring.inputs import read_interactions, read_items
     from monitoring.report import monitor
@@ -388,7 +389,8 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
         reference = read_interactions(curated_root, *reference_window)
         rule = "halves of the interval"
     current = read_interactions(curated_root, *current_window)
-    reference, current, embeddings, champion = _champion_scores(settings, reference, current)
+    scored = score_windows(settings, reference, current)
+    reference, current = scored.reference, scored.current
     root = project_root(settings)
     result = monitor(
         reference,
@@ -398,11 +400,11 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
         run_date=start.date(),
         workspace=root / "reports" / "evidently-workspace",
         items=read_items(curated_root, current_window[1]),
-        **embeddings,
+        **scored.embeddings,
     )
     decision = result.decision
     return {
-        "champion": champion,
+        "champion": scored.version or scored.note,
         "retrain": decision.retrain,
         "reasons": list(decision.reasons),
         "alerts": list(decision.alerts),
@@ -414,41 +416,6 @@ def monitor_interval(settings: Settings, start: datetime, end: datetime) -> dict
         "current_rows": len(current),
         "paths": dict(result.paths),
     }
-
-
-def _champion_scores(settings: Settings, reference, current):
-    """Both windows with the champion's predictions and user representations, if it can.
-
-    Returns ``(reference, current, embeddings, champion)``: the windows with a
-    ``prediction`` column, the representation arrays for :func:`monitoring.report.monitor`,
-    and the champion's version, or the windows unchanged, no arrays and the reason the
-    champion was not used (none promoted yet, or features missing for its inputs).
-    """
-    from feature_repo.config import FeaturesParams
-    from feature_repo.store import FeastParams
-    from monitoring.champion import window_views
-    from training.bundle import BundleError
-    from training.featurize import FeatureError
-
-    features = load_section(settings.params_path, "features", FeaturesParams)
-    feast = load_section(settings.params_path, "feast", FeastParams)
-    try:
-        views = window_views(settings, reference, current, features, feast)
-    except (BundleError, FeatureError, ValueError) as error:
-        return reference, current, {}, f"not used: {error}"
-    if views is None:
-        return reference, current, {}, "none promoted yet: prediction drift skipped"
-    reference_view, current_view = views
-    embeddings = {
-        "reference_embeddings": reference_view.representations,
-        "current_embeddings": current_view.representations,
-    }
-    return (
-        reference.assign(prediction=reference_view.prediction),
-        current.assign(prediction=current_view.prediction),
-        embeddings,
-        current_view.version,
-    )
 
 
 # --------------------------------------------------------------------------- train
