@@ -86,6 +86,10 @@ class ServeParams(_Strict):
             and grow memory: each thread keeps its own allocator arena).
         push_interval_seconds: Least time between two real-time pushes, so events batch up
             instead of each costing a pandas aggregation under load.
+        item_cache_seconds: How long a candidate's encoded item row is reused before it is
+            read from the online store again (:mod:`serving.item_cache`; item features change
+            when the store is materialised); 0 reads every candidate on every request.
+        item_cache_items: Bound on the cached items (the cache starts over beyond it).
     """
 
     policy: PolicyName = "softmax"
@@ -108,6 +112,8 @@ class ServeParams(_Strict):
     torch_threads: int = Field(default=1, ge=1)
     worker_threads: int = Field(default=8, ge=1)
     push_interval_seconds: float = Field(default=0.2, ge=0)
+    item_cache_seconds: float = Field(default=30.0, ge=0)
+    item_cache_items: int = Field(default=500_000, ge=1)
 
     @model_validator(mode="after")
     def _domains(self) -> ServeParams:

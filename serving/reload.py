@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .candidates import CandidateIndex
+from .item_cache import ItemCache
 from .scoring import RequestEncoder, score, speed_up
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class ModelState:
         path: Its directory.
         reader: Online feature reader for the features this model reads.
         encoder: Encodes requests with the model's featurizer.
+        items: Its candidates' encoded rows, kept ``serve.item_cache_seconds``.
         index: Popular and fresh candidates over its item vocabulary.
         bandits: Neural-linear posteriors per domain (``bandit`` policy only).
         loaded_at: Epoch seconds.
@@ -57,6 +59,7 @@ class ModelState:
     reader: OnlineFeatures
     index: CandidateIndex
     encoder: RequestEncoder
+    items: ItemCache
     bandits: dict[str, NeuralLinearUCB] | None = None
     loaded_at: float = field(default_factory=time.time)
     bandit_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,9 +84,9 @@ class ReloadResult:
 def _cold_row(encoder: RequestEncoder, position: int) -> Encoded:
     import pandas as pd
 
-    items = pd.DataFrame({"item_id": ["__smoke__"]})
+    items = encoder.items(pd.DataFrame({"item_id": ["__smoke__"]}))
     domains = np.asarray(["news"], dtype=object)
-    return encoder.request("__smoke__", {}, items, domains, pd.Timestamp.now(tz="UTC"), position)
+    return encoder.request("__smoke__", {}, items, domains, time.time(), position)
 
 
 def smoke_score(bundle: ModelBundle, encoder: RequestEncoder, position: int) -> None:
@@ -149,7 +152,10 @@ class ModelManager:
         reader = self.make_reader(bundle)
         index = CandidateIndex.build(bundle.featurizer, self._guarded_items(reader), self.params)
         bandits = self._bandits(bundle, encoder) if self.params.policy == "bandit" else None
-        return ModelState(bundle, Path(path), reader, index, encoder, bandits)
+        items = ItemCache(
+            encoder.item_side, self.params.item_cache_seconds, self.params.item_cache_items
+        )
+        return ModelState(bundle, Path(path), reader, index, encoder, items, bandits)
 
     def _guarded_items(self, reader: OnlineFeatures) -> Callable:
         return lambda ids: self.guard.call(reader.read_items, ids)

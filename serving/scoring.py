@@ -2,15 +2,15 @@
 
 The bundle's own featurizer encodes the rows, exactly as in training. The user's part (dense
 user columns, behaviour sequence) is the same on every candidate row, so it is encoded once
-on a one-row frame and broadcast; :class:`RequestEncoder` is tested to give the same tensors
-as encoding the full frame. One :meth:`training.bundle.ModelBundle.logits` call (under
-``torch.inference_mode``) scores all candidates of all domains together.
+and broadcast; the candidates' part comes from the item cache (:mod:`serving.item_cache`);
+:class:`RequestEncoder` is tested to give the same tensors as encoding the full frame. One
+:meth:`training.bundle.ModelBundle.logits` call (under ``torch.inference_mode``) scores all
+candidates of all domains together.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,25 +18,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .features import ITEM_ATTRIBUTES, SEQUENCE_FEATURES
+from training.batch import DOMAIN_IDS
+from training.featurize import Encoded, FeatureError
+
+from .item_cache import ItemRows, encode_items
 
 if TYPE_CHECKING:
     from training.bundle import ModelBundle
-    from training.featurize import Encoded, Featurizer
-
-
-def _is_vector(value: Any) -> bool:
-    return isinstance(value, list | tuple | np.ndarray)
+    from training.featurize import Featurizer
 
 
 class RequestEncoder:
     """Encodes a request's rows with the bundle's featurizer, the user's part only once.
 
-    Two shallow copies of the featurizer share every fitted array: one without item columns
-    encodes the user row (dense user columns, sequence), one without user columns encodes
-    the candidate rows; the user's part is then broadcast to every candidate. So the
-    featurizer's transformations stay the only implementation, and a request does not
-    standardise ~70 empty user columns for each candidate.
+    The user's part (id, dense user columns, behaviour sequence) is encoded once, straight
+    from the feature values (:meth:`~training.featurize.Featurizer.encode_user`), and broadcast
+    to every candidate; the candidates' part comes from :func:`serving.item_cache.encode_items`
+    (a shallow copy of the featurizer without user columns, sharing every fitted array), usually
+    through the :class:`serving.item_cache.ItemCache`. ``tests/serving`` checks that the result
+    equals the featurizer's :meth:`~training.featurize.Featurizer.transform` of the full frame.
 
     Args:
         featurizer: The bundle's featurizer.
@@ -44,89 +44,72 @@ class RequestEncoder:
 
     def __init__(self, featurizer: Featurizer) -> None:
         self.featurizer = featurizer
-        self.user_side = copy.copy(featurizer)
-        self.user_side.item_columns = []
         self.item_side = copy.copy(featurizer)
         self.item_side.user_columns = []
 
-    def user_frame(self, user_id: str, values: Mapping[str, Any], ts: pd.Timestamp) -> pd.DataFrame:
-        """One feature row of the user (no candidate), with every user column the model reads."""
-        row: dict[str, Any] = {"user_id": [user_id], "item_id": [None], "ts": [ts]}
-        for column in self.featurizer.user_columns:
-            value = values.get(column.name)
-            if column.width and not _is_vector(value):
-                value = None
-            elif not column.width and (value is None or _is_vector(value)):
-                value = np.nan
-            row[column.name] = [value]
-        for name in SEQUENCE_FEATURES:
-            value = values.get(name)
-            row[name] = [list(value) if _is_vector(value) else []]
-        row["domain"] = ["news"]
-        return pd.DataFrame(row)
-
-    def item_frame(
-        self, user_id: str, items: pd.DataFrame, domains: np.ndarray, ts: pd.Timestamp
-    ) -> pd.DataFrame:
-        """Candidate rows: ids, the candidate's domain/category/creator and item columns."""
-        rows = len(items)
-        frame: dict[str, Any] = {
-            "user_id": np.full(rows, user_id, dtype=object),
-            "item_id": items["item_id"].to_numpy(dtype=object),
-            "ts": np.full(rows, ts, dtype=object),
-            "domain": domains,
-        }
-        for name in ITEM_ATTRIBUTES[1:]:
-            frame[name] = items[name].to_numpy(dtype=object) if name in items else None
-        for column in self.featurizer.item_columns:
-            if column.name in items:
-                frame[column.name] = items[column.name].to_numpy()
-            else:
-                frame[column.name] = None if column.width else np.nan
-        for name in SEQUENCE_FEATURES:
-            frame[name] = None
-        return pd.DataFrame(frame)
-
-    def encode(self, user: pd.DataFrame, items: pd.DataFrame, position: int) -> Encoded:
-        """The model inputs of every candidate row.
-
-        Args:
-            user: :meth:`user_frame` (one row).
-            items: :meth:`item_frame` (N rows).
-            position: The serving slot every candidate is scored at.
-        """
-        one = self.user_side.transform(user, position=position)
-        many = self.item_side.transform(items, position=position)
-        rows = len(items)
-
-        def spread(values: np.ndarray) -> np.ndarray:
-            return np.broadcast_to(values[:1], (rows, *values.shape[1:]))
-
-        return dataclasses.replace(
-            many,
-            user=spread(one.user),
-            user_dense=spread(one.user_dense),
-            long_item=spread(one.long_item),
-            long_gap=spread(one.long_gap),
-            recent_item=spread(one.recent_item),
-            recent_gap=spread(one.recent_gap),
-        )
+    def items(self, frame: pd.DataFrame) -> ItemRows:
+        """Encode online-store item rows (see :func:`serving.item_cache.encode_items`)."""
+        return encode_items(self.item_side, frame)
 
     def request(
         self,
         user_id: str,
         values: Mapping[str, Any],
-        items: pd.DataFrame,
+        items: ItemRows,
         domains: np.ndarray,
-        ts: pd.Timestamp,
+        ts_s: float,
         position: int,
     ) -> Encoded:
-        """:meth:`encode` of the user's row and the candidates' rows."""
-        return self.encode(
-            self.user_frame(user_id, values, ts),
-            self.item_frame(user_id, items, domains, ts),
-            position,
+        """The model inputs of every candidate row.
+
+        Args:
+            user_id: The user.
+            values: The user's online feature values (the sequence newest first).
+            items: The candidates' encoded rows.
+            domains: ``N`` domain names, the domain each candidate is scored in.
+            ts_s: Request time, epoch seconds.
+            position: The serving slot every candidate is scored at.
+        """
+        one = self.featurizer.encode_user(user_id, values, ts_s)
+        rows = len(items)
+
+        def spread(values: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(values[:1], (rows, *values.shape[1:]))
+
+        return Encoded(
+            request=np.ones(rows, np.int64),
+            user=spread(one.user),
+            item=items.item,
+            category=items.category,
+            creator=items.creator,
+            domain=domain_ids(domains),
+            position=np.full(rows, position or 1, np.int64),
+            user_dense=spread(one.user_dense),
+            item_dense=items.item_dense,
+            long_item=spread(one.long_item),
+            long_gap=spread(one.long_gap),
+            recent_item=spread(one.recent_item),
+            recent_gap=spread(one.recent_gap),
+            clicked=np.zeros(rows, np.float32),
+            dwell=np.zeros(rows, np.float32),
+            dwell_mask=np.zeros(rows, bool),
+            propensity=np.ones(rows, np.float32),
         )
+
+
+_DOMAIN_IDS = {domain.value: index for domain, index in DOMAIN_IDS.items()}
+
+
+def domain_ids(domains: np.ndarray) -> np.ndarray:
+    """``N`` int64 domain ids of domain names (as :class:`training.batch.DOMAIN_IDS`).
+
+    Raises:
+        FeatureError: An unknown domain name.
+    """
+    try:
+        return np.fromiter((_DOMAIN_IDS[d] for d in domains), np.int64, len(domains))
+    except KeyError as error:
+        raise FeatureError(f"unknown domain {error.args[0]!r}") from None
 
 
 @dataclass

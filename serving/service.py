@@ -40,6 +40,7 @@ from .events import (
 )
 from .features import FeatureStoreDown, FriendsRecent, StoreGuard, UserRow, online_features
 from .impressions import FeatureRecord, ServingLog, hour_of, iso_utc
+from .item_cache import ItemRows
 from .metrics import AGE_BUCKETS, Metrics
 from .reload import ModelManager, ModelState, ReloadResult
 from .scoring import score
@@ -242,7 +243,6 @@ class Service:
         params = self.params
         bundle, featurizer = state.bundle, state.bundle.featurizer
         now_s = time.time()
-        now = pd.Timestamp(now_s, unit="s", tz="UTC")
         request_id = f"r{uuid.uuid4().hex}"
         domains = [domain.value for domain in request.domains]
         k = request.k or params.default_k
@@ -277,17 +277,7 @@ class Service:
             blocked=gate.blocked_ids if gate else (),
         )
         tokens = [token for d in domains for token in candidates.tokens(featurizer, d)]
-        item_rows = None
-        if not degraded and tokens:
-            try:
-                item_rows = self.guard.call(state.reader.read_items, tokens)
-            except FeatureStoreDown:
-                degraded = True
-        if item_rows is None:
-            item_rows = state.index.fallback.reindex(tokens).reset_index()
-            item_rows = item_rows.rename(columns={"index": "item_id"})
-        if gate is not None:
-            item_rows = gate.fill_item_rows(item_rows, now_s)
+        item_rows, degraded = self._item_rows(state, tokens, now_s, gate, degraded)
         generated = time.perf_counter()
         slates: dict[str, list[dict[str, Any]]] = {d: [] for d in domains}
         impressions: list[dict[str, Any]] = []
@@ -298,7 +288,7 @@ class Service:
             )
             position = int(bundle.info.get("serving_position", 1))
             encoded = state.encoder.request(
-                request.user_id, user.values, item_rows, candidate_domains, now, position
+                request.user_id, user.values, item_rows, candidate_domains, now_s, position
             )
             scores = score(bundle, encoded, with_hidden=state.bandits is not None)
             scored = time.perf_counter()
@@ -360,6 +350,57 @@ class Service:
             "slates": slates,
             "candidates": {d: candidates.count(d) for d in domains},
         }
+
+    def _item_rows(
+        self,
+        state: ModelState,
+        tokens: list[str],
+        now_s: float,
+        gate: Any,
+        degraded: bool,
+    ) -> tuple[ItemRows, bool]:
+        """The candidates' encoded rows and whether the answer is degraded.
+
+        In-date rows come from the item cache; the others are read from the online store (one
+        pipelined round trip), encoded and cached. With the store down, rows past their TTL
+        are still served from the cache and items never seen get the fallback's rows.
+        """
+        cache = state.items
+        slots, fresh = cache.lookup(tokens, now_s)
+        parts: list[tuple[np.ndarray, ItemRows]] = []
+        if fresh.any():
+            parts.append((np.flatnonzero(fresh), cache.rows(slots[fresh])))
+        need = np.flatnonzero(~fresh)
+        if len(need):
+            wanted = [tokens[i] for i in need]
+            frame = None
+            if not degraded:
+                try:
+                    frame = self.guard.call(state.reader.read_items, wanted)
+                except FeatureStoreDown:
+                    degraded = True
+            if frame is not None:
+                if gate is not None:
+                    frame = gate.fill_item_rows(frame, now_s)
+                rows = state.encoder.items(frame)
+                cache.store(wanted, rows, now_s)
+                parts.append((need, rows))
+            else:
+                stale = slots[need] >= 0
+                if stale.any():
+                    parts.append((need[stale], cache.rows(slots[need][stale])))
+                unseen = need[~stale]
+                if len(unseen):
+                    frame = state.index.fallback.reindex([tokens[i] for i in unseen])
+                    frame = frame.reset_index().rename(columns={"index": "item_id"})
+                    if gate is not None:
+                        frame = gate.fill_item_rows(frame, now_s)
+                    parts.append((unseen, state.encoder.items(frame)))
+        if not parts:
+            return state.encoder.items(pd.DataFrame({"item_id": []})), degraded
+        order = np.concatenate([positions for positions, _ in parts])
+        rows = ItemRows.concat([rows for _, rows in parts])
+        return rows.take(np.argsort(order, kind="stable")), degraded
 
     def _choose(
         self,
@@ -435,7 +476,7 @@ class Service:
         request_id: str,
         now_s: float,
         user_values: dict[str, Any],
-        item_rows: pd.DataFrame,
+        item_rows: ItemRows,
         impressions: list[dict[str, Any]],
         rows: list[int],
         degraded: bool,
@@ -446,11 +487,10 @@ class Service:
         featurizer = state.bundle.featurizer
         user = {c.name: _plain(user_values.get(c.name), c.width) for c in featurizer.user_columns}
         user["seq_length"] = len(user_values.get("seq_item_ids") or [])
-        item_columns = [c for c in featurizer.item_columns if c.name in item_rows]
-        picked = item_rows.iloc[rows]
+        item_columns = featurizer.item_columns
         items = [
             {c.name: _plain(value, c.width) for c, value in zip(item_columns, values, strict=True)}
-            for values in picked[[c.name for c in item_columns]].itertuples(index=False)
+            for values in item_rows.raw[rows]
         ]
         meta = [
             {

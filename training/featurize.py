@@ -134,6 +134,18 @@ class Encoded:
         return int(self.user.shape[0])
 
 
+@dataclass(frozen=True, slots=True)
+class UserPart:
+    """The user's side of a request (one row): the same on every candidate row."""
+
+    user: np.ndarray  # 1 int64
+    user_dense: np.ndarray  # 1 x F_u float32
+    long_item: np.ndarray  # 1 x L int64
+    long_gap: np.ndarray  # 1 x L float32 hours
+    recent_item: np.ndarray  # 1 x R int64
+    recent_gap: np.ndarray  # 1 x R float32
+
+
 class Featurizer:
     """Fitted transformations from feature-store rows to :class:`~training.batch.Batch`.
 
@@ -226,7 +238,7 @@ class Featurizer:
         item_columns = _dense_columns(train, item_feature_names)
         mean, scale = {}, {}
         for column in [*user_columns, *item_columns]:
-            values = _raw(train, column)
+            values = _raw_values(_cells(train, column), column)
             finite = np.where(np.isfinite(values), values, np.nan)
             mu = np.nanmean(finite, axis=0) if np.isfinite(finite).any() else np.zeros(column.size)
             sd = np.nanstd(finite, axis=0) if np.isfinite(finite).any() else np.ones(column.size)
@@ -438,17 +450,67 @@ class Featurizer:
         )
 
     def _dense(self, frame: pd.DataFrame, columns: list[DenseColumn]) -> np.ndarray:
-        if not columns:
-            return np.zeros((len(frame), 0), np.float32)
+        rows = len(frame)
+        return self._standardise([(c, _cells(frame, c)) for c in columns], rows)
+
+    def _standardise(self, cells: list[tuple[DenseColumn, np.ndarray]], rows: int) -> np.ndarray:
+        """``rows x F`` float32: each column's :func:`_raw_values`, standardised, NaN -> 0."""
+        if not cells:
+            return np.zeros((rows, 0), np.float32)
         parts = []
-        for column in columns:
-            values = (_raw(frame, column) - self.mean[column.name]) / self.scale[column.name]
+        for column, values in cells:
+            values = (_raw_values(values, column) - self.mean[column.name]) / self.scale[
+                column.name
+            ]
             parts.append(
-                np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).reshape(
-                    len(frame), column.size
-                )
+                np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).reshape(rows, column.size)
             )
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def encode_user(self, user_id: str, values: Any, ts_s: float) -> UserPart:
+        """The user's side of a request's rows (one row), straight from feature values.
+
+        Serving's fast path: the same transformations as :meth:`transform` on a one-row frame
+        holding ``values`` (tested equal), without building the frame.
+
+        Args:
+            user_id: The user.
+            values: Feature name -> value (scalars, vectors, ``seq_item_ids`` newest first,
+                ``seq_ts`` epoch seconds); a missing or wrongly shaped value counts as missing.
+            ts_s: Request time, epoch seconds (gaps are measured to it).
+        """
+        cells = []
+        for column in self.user_columns:
+            value = values.get(column.name)
+            vector = isinstance(value, list | tuple | np.ndarray)
+            if column.width:
+                array = np.empty(1, dtype=object)
+                array[0] = value if vector else None
+            else:
+                array = np.asarray([_number(value)], np.float64)
+            cells.append((column, array))
+        sequence = []
+        for name in SEQUENCE_COLUMNS:
+            value = values.get(name)
+            sequence.append(
+                np.asarray(value, dtype=object)
+                if isinstance(value, list | tuple | np.ndarray)
+                else np.asarray([], dtype=object)
+            )
+        items, stamps = sequence
+        if len(items) != len(stamps):
+            raise FeatureError("seq_item_ids and seq_ts differ in length on some rows")
+        offsets = np.asarray([0, len(items)], np.int64)
+        long_item, long_gap = self._sequence_rows(items, stamps, offsets, np.asarray([float(ts_s)]))
+        recent_item, recent_gap = recent_tail(long_item, long_gap, self.recent_length)
+        return UserPart(
+            user=self.users.ids([user_id]),
+            user_dense=self._standardise(cells, 1),
+            long_item=long_item,
+            long_gap=long_gap,
+            recent_item=recent_item,
+            recent_gap=recent_gap,
+        )
 
     def _sequences(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``N x L`` item ids (oldest first, left-aligned) and gaps in hours to ``ts``."""
@@ -456,7 +518,14 @@ class Featurizer:
         stamps, stamp_offsets = _flatten(frame["seq_ts"])
         if not np.array_equal(offsets, stamp_offsets):
             raise FeatureError("seq_item_ids and seq_ts differ in length on some rows")
-        rows, width = len(frame), self.long_length
+        request_s = _epoch_seconds(frame["ts"]) if len(items) else np.zeros(len(frame))
+        return self._sequence_rows(items, stamps, offsets, request_s)
+
+    def _sequence_rows(
+        self, items: np.ndarray, stamps: np.ndarray, offsets: np.ndarray, request_s: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_sequences` of flattened lists: values, ``N + 1`` offsets, ``N`` times (s)."""
+        rows, width = len(offsets) - 1, self.long_length
         lengths = np.minimum(np.diff(offsets), width)
         row = np.repeat(np.arange(rows), lengths)
         slot = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
@@ -465,7 +534,6 @@ class Featurizer:
         long_gap = np.zeros((rows, width), np.float32)
         if len(row):
             long_item[row, slot] = self.items.ids(items[source])
-            request_s = _epoch_seconds(frame["ts"])
             gap = (request_s[row] - stamps[source].astype(np.float64)) / 3600.0
             long_gap[row, slot] = np.maximum(gap, 0.0)
         return long_item, long_gap
@@ -573,15 +641,39 @@ def _dense_columns(frame: pd.DataFrame, names: Sequence[str]) -> list[DenseColum
     return columns
 
 
-def _raw(frame: pd.DataFrame, column: DenseColumn) -> np.ndarray:
-    """The column's transformed values: ``N`` (scalar) or ``N x width`` float64, NaN missing."""
+def _number(value: Any) -> float:
+    """A scalar feature value as float; None, NA, vectors and non-numbers are missing (NaN)."""
+    if value is None or isinstance(value, list | tuple | np.ndarray | str):
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _cells(frame: pd.DataFrame, column: DenseColumn) -> np.ndarray:
+    """A column's cells as :func:`_raw_values` takes them."""
+    series = frame[column.name]
     if column.width == 0:
-        values = frame[column.name].to_numpy(dtype=np.float64, na_value=np.nan)
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return series.to_numpy()
+
+
+def _raw_values(cells: np.ndarray, column: DenseColumn) -> np.ndarray:
+    """The column's transformed values: ``N`` (scalar) or ``N x width`` float64, NaN missing.
+
+    Args:
+        cells: ``N`` float64 with NaN missing (scalar columns), or ``N`` vectors, None or NaN
+            (vector columns).
+        column: The column.
+    """
+    if column.width == 0:
+        values = np.asarray(cells, dtype=np.float64)
         if "hours_since" in column.name:
             values = np.where(np.isnan(values), _NEVER_HOURS, values)
     else:
-        values = np.full((len(frame), column.width), np.nan)
-        for index, cell in enumerate(frame[column.name].to_numpy()):
+        values = np.full((len(cells), column.width), np.nan)
+        for index, cell in enumerate(cells):
             if cell is not None and not (isinstance(cell, float) and np.isnan(cell)):
                 vector = np.asarray(cell, dtype=np.float64)[: column.width]
                 values[index, : len(vector)] = vector

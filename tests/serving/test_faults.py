@@ -105,6 +105,33 @@ def test_redis_down_gives_degraded_answers_and_recovers(
         assert client.get("/health").json()["online_store"]["healthy"] is True
 
 
+def test_with_redis_down_cached_items_are_served_past_their_ttl(
+    tmp_path: Path, bundles, world, redis_server, helpers
+):
+    import numpy as np
+    import redis
+
+    helpers.fill_online(redis.Redis.from_url(redis_server.url), world)
+    data_root = tmp_path / "data"
+    helpers.promote_dir(data_root, bundles["first"])
+    app = create_app(helpers.settings_for(data_root, redis_server.url), helpers.serve_params())
+    with TestClient(app) as client:
+        answer = client.post("/recommend", json={"user_id": "u5", "k": 3}).json()
+        service = client.app.state.service
+        state = service.manager.state
+        shown = [item["item_id"] for slate in answer["slates"].values() for item in slate]
+        slots, fresh = state.items.lookup(shown, time.time())
+        assert fresh.all(), "the request's candidates were not cached"
+        before = state.items.rows(slots)
+        redis_server.stop()
+        later = time.time() + 10 * service.params.item_cache_seconds
+        rows, degraded = service._item_rows(state, [*shown, "never-seen"], later, None, False)
+        assert degraded is True
+        np.testing.assert_array_equal(rows.item_dense[:-1], before.item_dense)
+        assert rows.raw[:-1].tolist() == before.raw.tolist()
+        assert rows.item[-1] == 1  # unseen and not in the fallback: the unknown item
+
+
 def test_events_while_redis_is_down_are_kept_and_replayed(
     tmp_path: Path, bundles, redis_server, helpers
 ):

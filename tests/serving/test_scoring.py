@@ -29,9 +29,9 @@ def test_request_encoding_matches_the_featurizer_on_the_full_frame(world):
     items = world.catalog.head(25).copy()
     items.loc[3, "item_id"] = "brand-new-item"
     domains = items["domain"].to_numpy(dtype=object)
-    fast = RequestEncoder(speed_up(copy.deepcopy(featurizer))).request(
-        "u4", values, items, domains, NOW, 1
-    )
+    encoder = RequestEncoder(speed_up(copy.deepcopy(featurizer)))
+    assert len(values["seq_item_ids"]) > 0
+    fast = encoder.request("u4", values, encoder.items(items), domains, NOW.timestamp(), 1)
     full = items.assign(user_id="u4", ts=NOW, **{k: [v] * len(items) for k, v in values.items()})
     full["request_id"] = "r"
     slow = featurizer.transform(full, position=1)
@@ -41,6 +41,31 @@ def test_request_encoding_matches_the_featurizer_on_the_full_frame(world):
         np.testing.assert_allclose(
             getattr(fast, name), getattr(slow, name), rtol=1e-6, err_msg=name
         )
+
+
+def test_user_encoding_treats_missing_and_misshapen_values_as_the_frame_does(world):
+    featurizer = world.featurizer
+    values = _user_values(world, "u4")
+    scalar = next(c.name for c in featurizer.user_columns if not c.width)
+    vector = next(c.name for c in featurizer.user_columns if c.width)
+    odd = values | {scalar: None, vector: 3.0, "seq_item_ids": None, "seq_ts": None}
+    odd.pop(next(c.name for c in featurizer.user_columns if c.name not in (scalar, vector)))
+    encoder = RequestEncoder(featurizer)
+    items = world.catalog.head(2)
+    fast = encoder.request("u4", odd, encoder.items(items), items["domain"].to_numpy(), 0.0, 1)
+    frame_values = {c.name: odd.get(c.name) for c in featurizer.user_columns}
+    frame_values[vector] = None
+    full = items.assign(
+        user_id="u4",
+        ts=pd.Timestamp(0, unit="s", tz="UTC"),
+        seq_item_ids=[[], []],
+        seq_ts=[[], []],
+        **{k: [np.nan if v is None else v] * 2 for k, v in frame_values.items() if k != vector},
+    )
+    full[vector] = [None, None]
+    slow = featurizer.transform(full, position=1)
+    np.testing.assert_allclose(fast.user_dense, slow.user_dense, rtol=1e-6)
+    assert (fast.long_item == 0).all() and (fast.recent_item == 0).all()
 
 
 def test_fast_vocabulary_gives_the_same_ids(world):

@@ -1,0 +1,76 @@
+"""The item cache: encoded candidate rows reused for a TTL, refreshed after it, bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.item_cache import ItemCache, ItemRows
+from serving.scoring import RequestEncoder
+
+
+@pytest.fixture
+def encoder(world) -> RequestEncoder:
+    return RequestEncoder(world.featurizer)
+
+
+def _rows(encoder: RequestEncoder, world, ids: list[str]) -> ItemRows:
+    frame = world.catalog.set_index("item_id").reindex(ids).reset_index()
+    return encoder.items(frame)
+
+
+def _same(left: ItemRows, right: ItemRows) -> None:
+    for name in ("item", "category", "creator", "item_dense"):
+        np.testing.assert_array_equal(getattr(left, name), getattr(right, name), err_msg=name)
+    assert left.raw.tolist() == right.raw.tolist()
+
+
+def test_stored_rows_come_back_in_date_until_the_ttl(encoder, world):
+    cache = ItemCache(encoder.item_side, ttl_seconds=30.0, max_items=1000)
+    ids = world.catalog["item_id"].head(6).tolist()
+    rows = _rows(encoder, world, ids)
+    cache.store(ids, rows, now_s=100.0)
+    asked = [ids[4], "never-stored", ids[0], ids[4]]
+    slots, fresh = cache.lookup(asked, now_s=129.0)
+    assert fresh.tolist() == [True, False, True, True] and slots[1] == -1
+    _same(cache.rows(slots[fresh]), rows.take(np.asarray([4, 0, 4])))
+    slots, fresh = cache.lookup(asked, now_s=131.0)
+    assert not fresh.any() and (slots[[0, 2, 3]] >= 0).all()  # stale, still there
+    assert cache.hits == 3 and cache.misses == 5
+
+
+def test_storing_again_refreshes_the_values_and_the_clock(encoder, world):
+    cache = ItemCache(encoder.item_side, ttl_seconds=10.0, max_items=1000)
+    ids = world.catalog["item_id"].head(3).tolist()
+    cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
+    changed = world.catalog.set_index("item_id").reindex(ids).reset_index()
+    number = next(c.name for c in encoder.item_side.item_columns if not c.width)
+    changed[number] = changed[number] + 1000.0
+    newer = encoder.items(changed)
+    cache.store(ids[1:2], newer.take(np.asarray([1])), now_s=50.0)
+    slots, fresh = cache.lookup(ids, now_s=55.0)
+    assert fresh.tolist() == [False, True, False] and len(cache) == 3
+    _same(cache.rows(slots[1:2]), newer.take(np.asarray([1])))
+
+
+def test_the_cache_grows_past_its_first_buffer_and_starts_over_at_its_bound(encoder, world):
+    ids = world.catalog["item_id"].tolist()
+    assert len(ids) > 40
+    rows = _rows(encoder, world, ids)
+    cache = ItemCache(encoder.item_side, ttl_seconds=5.0, max_items=len(ids) + 10)
+    for start in range(0, len(ids), 7):
+        chunk = np.arange(start, min(start + 7, len(ids)))
+        cache.store([ids[i] for i in chunk], rows.take(chunk), now_s=1.0)
+    slots, fresh = cache.lookup(ids, now_s=2.0)
+    assert fresh.all()
+    _same(cache.rows(slots), rows)
+    cache.store(["x1", "x2"] + ids[:20], _rows(encoder, world, ["x1", "x2"] + ids[:20]), 3.0)
+    assert len(cache) == 22  # over the bound: started over with the new rows only
+
+
+def test_a_zero_ttl_turns_the_cache_off(encoder, world):
+    cache = ItemCache(encoder.item_side, ttl_seconds=0.0, max_items=1000)
+    ids = world.catalog["item_id"].head(2).tolist()
+    cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
+    slots, fresh = cache.lookup(ids, now_s=0.0)
+    assert not fresh.any() and (slots == -1).all() and len(cache) == 0
