@@ -65,47 +65,32 @@ def _fields(rows: ItemRows) -> tuple[np.ndarray, ...]:
     return rows.item, rows.category, rows.creator, rows.item_dense, rows.raw
 
 
-def encode_items(item_side: Featurizer, frame: pd.DataFrame) -> ItemRows:
+def encode_items(featurizer: Featurizer, frame: pd.DataFrame) -> ItemRows:
     """Encode online-store item rows (``item_id`` plus attributes and item columns).
 
-    Uses the featurizer's own :meth:`~training.featurize.Featurizer.transform` (the item side
-    of a request does not depend on the user, the request time or the candidate's domain).
+    :meth:`training.featurize.Featurizer.encode_items` gives the ids and dense columns (the
+    item side of a request does not depend on the user, the request time or the candidate's
+    domain); the raw values of the item columns are kept for the served-features log.
     """
-    rows = len(frame)
-    columns = item_side.item_columns
-    data: dict[str, object] = {
-        "user_id": np.full(rows, None, dtype=object),
-        "item_id": frame["item_id"].to_numpy(dtype=object),
-        "ts": np.full(rows, pd.Timestamp(0, unit="s", tz="UTC"), dtype=object),
-        "seq_item_ids": np.full(rows, None, dtype=object),
-        "seq_ts": np.full(rows, None, dtype=object),
-    }
-    for name in ("category", "creator_id"):
-        if name in frame:
-            data[name] = frame[name].to_numpy(dtype=object)
-    raw = np.empty((rows, len(columns)), dtype=object)
+    columns = featurizer.item_columns
+    raw = np.empty((len(frame), len(columns)), dtype=object)
     for index, column in enumerate(columns):
-        if column.name in frame:
-            data[column.name] = frame[column.name].to_numpy()
-            raw[:, index] = data[column.name]  # type: ignore[index]
-        else:
-            data[column.name] = np.full(rows, None if column.width else np.nan, dtype=object)
-            raw[:, index] = None
-    encoded = item_side.transform(pd.DataFrame(data))
-    return ItemRows(encoded.item, encoded.category, encoded.creator, encoded.item_dense, raw)
+        raw[:, index] = frame[column.name].to_numpy() if column.name in frame else None
+    part = featurizer.encode_items(frame)
+    return ItemRows(part.item, part.category, part.creator, part.item_dense, raw)
 
 
 class ItemCache:
     """Encoded candidate items by item token, each entry kept ``ttl_seconds``.
 
     Args:
-        item_side: The bundle's featurizer without user columns (encodes the rows).
+        featurizer: The bundle's featurizer (encodes the rows).
         ttl_seconds: Age after which an entry is read again (0: no caching).
         max_items: Bound on the entries; when reached, the cache starts over.
     """
 
-    def __init__(self, item_side: Featurizer, ttl_seconds: float, max_items: int) -> None:
-        self.item_side = item_side
+    def __init__(self, featurizer: Featurizer, ttl_seconds: float, max_items: int) -> None:
+        self.featurizer = featurizer
         self.ttl_seconds = ttl_seconds
         self.max_items = max_items
         self._lock = threading.Lock()

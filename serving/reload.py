@@ -153,7 +153,7 @@ class ModelManager:
         index = CandidateIndex.build(bundle.featurizer, self._guarded_items(reader), self.params)
         bandits = self._bandits(bundle, encoder) if self.params.policy == "bandit" else None
         items = ItemCache(
-            encoder.item_side, self.params.item_cache_seconds, self.params.item_cache_items
+            encoder.featurizer, self.params.item_cache_seconds, self.params.item_cache_items
         )
         return ModelState(bundle, Path(path), reader, index, encoder, items, bandits)
 

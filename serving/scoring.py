@@ -10,7 +10,6 @@ candidates of all domains together.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,10 +32,10 @@ class RequestEncoder:
 
     The user's part (id, dense user columns, behaviour sequence) is encoded once, straight
     from the feature values (:meth:`~training.featurize.Featurizer.encode_user`), and broadcast
-    to every candidate; the candidates' part comes from :func:`serving.item_cache.encode_items`
-    (a shallow copy of the featurizer without user columns, sharing every fitted array), usually
-    through the :class:`serving.item_cache.ItemCache`. ``tests/serving`` checks that the result
-    equals the featurizer's :meth:`~training.featurize.Featurizer.transform` of the full frame.
+    to every candidate; the candidates' part comes from :func:`serving.item_cache.encode_items`,
+    usually through the :class:`serving.item_cache.ItemCache`. ``tests/serving`` checks that the
+    result equals the featurizer's :meth:`~training.featurize.Featurizer.transform` of the full
+    frame.
 
     Args:
         featurizer: The bundle's featurizer.
@@ -44,12 +43,10 @@ class RequestEncoder:
 
     def __init__(self, featurizer: Featurizer) -> None:
         self.featurizer = featurizer
-        self.item_side = copy.copy(featurizer)
-        self.item_side.user_columns = []
 
     def items(self, frame: pd.DataFrame) -> ItemRows:
         """Encode online-store item rows (see :func:`serving.item_cache.encode_items`)."""
-        return encode_items(self.item_side, frame)
+        return encode_items(self.featurizer, frame)
 
     def request(
         self,

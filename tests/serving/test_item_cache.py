@@ -26,7 +26,7 @@ def _same(left: ItemRows, right: ItemRows) -> None:
 
 
 def test_stored_rows_come_back_in_date_until_the_ttl(encoder, world):
-    cache = ItemCache(encoder.item_side, ttl_seconds=30.0, max_items=1000)
+    cache = ItemCache(encoder.featurizer, ttl_seconds=30.0, max_items=1000)
     ids = world.catalog["item_id"].head(6).tolist()
     rows = _rows(encoder, world, ids)
     cache.store(ids, rows, now_s=100.0)
@@ -40,11 +40,11 @@ def test_stored_rows_come_back_in_date_until_the_ttl(encoder, world):
 
 
 def test_storing_again_refreshes_the_values_and_the_clock(encoder, world):
-    cache = ItemCache(encoder.item_side, ttl_seconds=10.0, max_items=1000)
+    cache = ItemCache(encoder.featurizer, ttl_seconds=10.0, max_items=1000)
     ids = world.catalog["item_id"].head(3).tolist()
     cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
     changed = world.catalog.set_index("item_id").reindex(ids).reset_index()
-    number = next(c.name for c in encoder.item_side.item_columns if not c.width)
+    number = next(c.name for c in encoder.featurizer.item_columns if not c.width)
     changed[number] = changed[number] + 1000.0
     newer = encoder.items(changed)
     cache.store(ids[1:2], newer.take(np.asarray([1])), now_s=50.0)
@@ -57,19 +57,20 @@ def test_the_cache_grows_past_its_first_buffer_and_starts_over_at_its_bound(enco
     ids = world.catalog["item_id"].tolist()
     assert len(ids) > 40
     rows = _rows(encoder, world, ids)
-    cache = ItemCache(encoder.item_side, ttl_seconds=5.0, max_items=len(ids) + 10)
+    cache = ItemCache(encoder.featurizer, ttl_seconds=5.0, max_items=len(ids) + 10)
     for start in range(0, len(ids), 7):
         chunk = np.arange(start, min(start + 7, len(ids)))
         cache.store([ids[i] for i in chunk], rows.take(chunk), now_s=1.0)
     slots, fresh = cache.lookup(ids, now_s=2.0)
     assert fresh.all()
     _same(cache.rows(slots), rows)
-    cache.store(["x1", "x2"] + ids[:20], _rows(encoder, world, ["x1", "x2"] + ids[:20]), 3.0)
+    fresh_ids = ["x1", "x2", *ids[:20]]
+    cache.store(fresh_ids, _rows(encoder, world, fresh_ids), 3.0)
     assert len(cache) == 22  # over the bound: started over with the new rows only
 
 
 def test_a_zero_ttl_turns_the_cache_off(encoder, world):
-    cache = ItemCache(encoder.item_side, ttl_seconds=0.0, max_items=1000)
+    cache = ItemCache(encoder.featurizer, ttl_seconds=0.0, max_items=1000)
     ids = world.catalog["item_id"].head(2).tolist()
     cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
     slots, fresh = cache.lookup(ids, now_s=0.0)
