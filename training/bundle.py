@@ -85,7 +85,8 @@ class ModelBundle:
     # ---------------------------------------------------------------------------- scoring
     def logits(self, batch: Batch, chunk: int = 8192) -> torch.Tensor:
         """Calibrated click logits ``B`` (inference mode, in chunks of ``chunk`` rows)."""
-        self.model.eval()
+        if self.model.training:
+            self.model.eval()
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(batch), chunk):
@@ -102,7 +103,8 @@ class ModelBundle:
         represent = getattr(self.model, "hidden", None)
         if represent is None:
             raise BundleError(f"model {self.name!r} exposes no hidden layer")
-        self.model.eval()
+        if self.model.training:
+            self.model.eval()
         with torch.inference_mode():
             return represent(batch)
 

@@ -88,6 +88,33 @@ def test_muma_rejects_a_batch_built_for_another_config(
         _muma(features)(narrow)
 
 
+def test_rows_sharing_a_history_score_as_if_each_were_alone(
+    features: FeatureSpace, batch64: Batch
+) -> None:
+    # Serving scores one user's candidates together (one history, encoded once); training
+    # batches mix histories, some repeated. Both must equal scoring each row by itself.
+    model = _muma(features)
+    history = [
+        name for name in batch64.__dataclass_fields__ if name.startswith(("long_", "recent_"))
+    ]
+    one_user = dataclasses.replace(
+        batch64,
+        **{name: getattr(batch64, name)[:1].expand_as(getattr(batch64, name)) for name in history},
+    )
+    pick = torch.tensor([0, 1, 0, 2, 1, 0, 3, 3])
+    mixed = dataclasses.replace(
+        batch64.select(torch.arange(8)),
+        **{name: getattr(batch64, name)[pick] for name in history},
+    )
+    with torch.inference_mode():
+        for batch in (one_user, mixed):
+            together = model(batch).click_logit
+            alone = torch.cat(
+                [model(batch.select(torch.tensor([i]))).click_logit for i in range(len(batch))]
+            )
+            torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
 def test_muma_ignores_padded_inputs(features: FeatureSpace, batch64: Batch) -> None:
     model = _muma(features)
     with torch.no_grad():

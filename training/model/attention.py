@@ -56,37 +56,49 @@ class TargetAttention(nn.Module):
         pairs = [expanded, keys, expanded - keys, expanded * keys]
         return self.score(torch.cat(pairs, dim=-1)).squeeze(-1)  # B x L
 
-    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+    def scores(self, query: Tensor, keys: Tensor, inverse: Tensor | None = None) -> Tensor:
         """Unnormalised scores ``B x L``, equal to :meth:`reference_scores` but faster.
 
         The first layer is linear, so ``W [q, k, q - k, q * k] = (W_q + W_d) q +
         (W_k - W_d) k + W_p (q * k)``: the query part is computed once per row instead of once
-        per behaviour, and the ``B x L x 4D`` concatenation is never built.
+        per behaviour, and the ``B x L x 4D`` concatenation is never built. With ``inverse``,
+        ``keys`` are the ``U`` distinct histories of the rows (``B`` indices into them), and
+        their part is computed once per history.
         """
         first, rest = self.score[0], self.score[1:]
         w_query, w_key, w_diff, w_product = first.weight.split(query.shape[-1], dim=1)
+        key_part = functional.linear(keys, w_key - w_diff)  # B (or U) x L x H
+        if inverse is not None:
+            keys, key_part = keys[inverse], key_part[inverse]
         hidden = (
             functional.linear(query, w_query + w_diff, first.bias).unsqueeze(1)  # B x 1 x H
-            + functional.linear(keys, w_key - w_diff)  # B x L x H
+            + key_part  # B x L x H
             + functional.linear(query.unsqueeze(1) * keys, w_product)  # B x L x H
         )
         return rest(hidden).squeeze(-1)  # B x L
 
     def weights(
-        self, query: Tensor, keys: Tensor, mask: Tensor, bias: Tensor | None = None
+        self,
+        query: Tensor,
+        keys: Tensor,
+        mask: Tensor,
+        bias: Tensor | None = None,
+        inverse: Tensor | None = None,
     ) -> Tensor:
         """Attention weights.
 
         Args:
             query: ``B x D`` candidate vectors.
-            keys: ``B x L x D`` encoded behaviours.
+            keys: ``B x L x D`` encoded behaviours, or ``U x L x D`` distinct histories with
+                ``inverse``.
             mask: ``B x L`` bool, ``True`` for real behaviours.
             bias: ``B x L`` additive score bias (log time decay), or ``None``.
+            inverse: ``B`` indices into the rows of ``keys``, or ``None``.
 
         Returns:
             ``B x L``; zero at padding; rows sum to 1 (softmax) unless the row is all padding.
         """
-        scores = self.scores(query, keys)  # B x L
+        scores = self.scores(query, keys, inverse)  # B x L
         if bias is not None:
             scores = scores + bias
         if not self.softmax:

@@ -190,43 +190,61 @@ class BehaviourEncoder(nn.Module):
 
         The LSTM and Transformer keys depend on the history only, not on the candidate, so rows
         with identical histories (the candidates of one request) can share them: with
-        ``shared = (first, inverse)`` the keys are computed for the rows ``first`` (one per
-        distinct history) and gathered back with ``inverse`` (``B`` indices into ``first``).
+        ``shared = (first, inverse)`` the behaviours are given for the rows ``first`` only (one
+        per distinct history, ``U`` rows), encoded once and gathered back with ``inverse``
+        (``B`` indices into ``first``).
 
         Args:
             candidate: ``B x D`` candidate item-side vectors (the attention query).
-            long_behaviours: ``B x L_long x D``.
+            long_behaviours: ``B x L_long x D`` (``U x L_long x D`` with ``shared``).
             long_domain_id: ``B x L_long`` int64.
             long_gap_hours: ``B x L_long`` float32.
             long_mask: ``B x L_long`` bool.
-            recent_behaviours: ``B x L_recent x D``.
+            recent_behaviours: ``B x L_recent x D`` (``U x L_recent x D`` with ``shared``).
             recent_domain_id: ``B x L_recent`` int64.
             recent_gap_hours: ``B x L_recent`` float32.
             recent_mask: ``B x L_recent`` bool.
             shared: Optional ``(first, inverse)`` from :func:`distinct_histories`.
         """
+        inverse = None
         if shared is None:
             long_keys = self.encode_long(long_behaviours, long_mask)  # B x L_long x D
             recent_keys = self.encode_recent(recent_behaviours, recent_mask)  # B x L_recent x D
         else:
             first, inverse = shared
-            long_keys = self.encode_long(long_behaviours[first], long_mask[first])[inverse]
-            recent_keys = self.encode_recent(recent_behaviours[first], recent_mask[first])[inverse]
+            long_keys = self.encode_long(long_behaviours, long_mask[first])  # U x L_long x D
+            recent_keys = self.encode_recent(recent_behaviours, recent_mask[first])
         long_bias = recent_bias = None
         if self.decay is not None:
             long_bias = self.decay(long_domain_id, long_gap_hours)  # B x L_long
             recent_bias = self.decay(recent_domain_id, recent_gap_hours)  # B x L_recent
-        long_weights = self.long_attention.weights(candidate, long_keys, long_mask, long_bias)
-        recent_weights = self.recent_attention.weights(
-            candidate, recent_keys, recent_mask, recent_bias
+        long_weights = self.long_attention.weights(
+            candidate, long_keys, long_mask, long_bias, inverse
         )
-        long_interest = (long_weights.unsqueeze(-1) * long_keys).sum(1)  # B x D
-        recent_interest = (recent_weights.unsqueeze(-1) * recent_keys).sum(1)  # B x D
+        recent_weights = self.recent_attention.weights(
+            candidate, recent_keys, recent_mask, recent_bias, inverse
+        )
+        long_interest = pool(long_weights, long_keys, inverse)  # B x D
+        recent_interest = pool(recent_weights, recent_keys, inverse)  # B x D
         gate = torch.sigmoid(
             self.gate(torch.cat([long_interest, recent_interest, candidate], dim=-1))
         )  # B x D
         interest = gate * long_interest + (1 - gate) * recent_interest
         return EncodedInterest(interest, long_weights, recent_weights, gate)
+
+
+def pool(weights: Tensor, keys: Tensor, inverse: Tensor | None = None) -> Tensor:
+    """``B x D``: the ``weights``-weighted sum of each row's keys.
+
+    Args:
+        weights: ``B x L``.
+        keys: ``B x L x D``, or ``U x L x D`` distinct rows gathered by ``inverse`` (``B``).
+    """
+    if inverse is None:
+        return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
+    if keys.shape[0] == 1:  # one history for every row: a single matrix product
+        return weights @ keys[0]
+    return torch.bmm(weights.unsqueeze(1), keys[inverse]).squeeze(1)
 
 
 def distinct_histories(*columns: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -242,6 +260,8 @@ def distinct_histories(*columns: Tensor) -> tuple[Tensor, Tensor] | None:
     rows = torch.cat([column.long() for column in columns], dim=1)
     if rows.shape[0] < 2:
         return None
+    if bool((rows == rows[:1]).all()):  # one request's candidates: a single history
+        return torch.zeros(1, dtype=torch.long), torch.zeros(rows.shape[0], dtype=torch.long)
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
     if unique.shape[0] == rows.shape[0]:
         return None

@@ -86,15 +86,16 @@ class MumaRanker(nn.Module):
         """
         embeddings = self.embeddings
         candidate = self.candidate(batch) if candidate is None else candidate
-        long_behaviours = embeddings.item_side(
-            batch.long_item_id, batch.long_category_id, batch.long_domain_id
-        )  # B x L_long x D_item
-        recent_behaviours = embeddings.item_side(
-            batch.recent_item_id, batch.recent_category_id, batch.recent_domain_id
-        )  # B x L_recent x D_item
         shared = distinct_histories(
             batch.long_item_id, batch.long_mask, batch.recent_item_id, batch.recent_mask
         )
+        rows = slice(None) if shared is None else shared[0]  # one row per distinct history
+        long_behaviours = embeddings.item_side(
+            batch.long_item_id[rows], batch.long_category_id[rows], batch.long_domain_id[rows]
+        )  # B (or U distinct) x L_long x D_item
+        recent_behaviours = embeddings.item_side(
+            batch.recent_item_id[rows], batch.recent_category_id[rows], batch.recent_domain_id[rows]
+        )  # B (or U distinct) x L_recent x D_item
         return self.encoder(
             candidate,
             long_behaviours,
