@@ -240,7 +240,9 @@ class _EntityPlan:
         head, tail = self.command_head, self.command_tail
         return [head + resp_bulk(key) + tail for key in self.keys(ids)]
 
-    def decode(self, ids: Sequence[str], replies: Sequence[Sequence[bytes | None]]) -> EntityFeatures:
+    def decode(
+        self, ids: Sequence[str], replies: Sequence[Sequence[bytes | None]]
+    ) -> EntityFeatures:
         """Decode one ``HMGET`` reply per id (``len(self.fields)`` values each)."""
         count, width = len(ids), len(self.fields)
         flat = list(chain.from_iterable(replies))
@@ -321,8 +323,14 @@ class RawPipeline:
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def execute(self, payload: bytes, replies: int) -> list[Any]:
+    def execute(self, payload: bytes, replies: int, raise_errors: bool = True) -> list[Any]:
         """Send ``payload`` (``replies`` commands in RESP) and return every reply in order.
+
+        Args:
+            payload: The commands, packed (see :func:`resp_command`).
+            replies: How many commands ``payload`` holds.
+            raise_errors: Raise the first error reply; otherwise error replies are returned in
+                their place, as exceptions.
 
         Raises:
             redis.exceptions.ConnectionError: The server is unreachable or hung up.
@@ -330,7 +338,8 @@ class RawPipeline:
             redis.exceptions.ResponseError: A command answered with an error.
         """
         if self.address is None:
-            return self._through_client(payload, replies)
+            answers = self._through_client(payload, replies)
+            return _checked(answers) if raise_errors else answers
         connection, reused = self._take()
         try:
             answers = self._exchange(connection, payload, replies)
@@ -345,7 +354,7 @@ class RawPipeline:
                 connection[0].close()
                 raise again.error from None
         self._give(connection)
-        return _checked(answers)
+        return _checked(answers) if raise_errors else answers
 
     def close(self) -> None:
         """Close every idle socket."""
@@ -434,11 +443,18 @@ class RawPipeline:
         return connection
 
     def _through_client(self, payload: bytes, replies: int) -> list[Any]:
+        import redis as redis_module
+
         pool = self.client.connection_pool
         connection = pool.get_connection()
+        answers: list[Any] = []
         try:
             connection.send_packed_command([payload])
-            answers = [connection.read_response() for _ in range(replies)]
+            for _ in range(replies):
+                try:
+                    answers.append(connection.read_response())
+                except redis_module.exceptions.ResponseError as error:
+                    answers.append(error)
         except BaseException:
             connection.disconnect()
             raise
@@ -464,7 +480,7 @@ def _checked(answers: list[Any]) -> list[Any]:
     import redis as redis_module
 
     for answer in answers:
-        if isinstance(answer, hiredis.ReplyError):
+        if isinstance(answer, hiredis.ReplyError | redis_module.exceptions.ResponseError):
             raise redis_module.exceptions.ResponseError(str(answer))
     return answers
 
