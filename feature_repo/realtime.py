@@ -150,7 +150,7 @@ def _seconds(values: list[Any] | np.ndarray) -> np.ndarray:
         for value in values
     ):
         return np.array([np.nan if value is None else value for value in values], dtype=float)
-    stamps = pd.to_datetime(pd.Series(list(values), dtype=object), utc=True)
+    stamps = pd.to_datetime(pd.Series(list(values), dtype=object), utc=True, errors="coerce")
     seconds = stamps.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
     return np.where(stamps.isna().to_numpy(), np.nan, seconds)
 
@@ -199,7 +199,7 @@ def event_batch(events: Sequence[dict[str, Any]] | pd.DataFrame) -> EventBatch:
         raise ValueError(f"unknown domains {sorted(map(str, bad_domains))}")
     ts = _seconds(column("ts"))
     if not np.isfinite(ts).all():
-        raise ValueError("event ts must be finite")
+        raise ValueError("event ts must be finite epoch seconds or timestamps")
     if "dwell_ms" in present:
         dwell = np.array(
             [0.0 if _missing(value) else value for value in column("dwell_ms")], dtype=float

@@ -128,3 +128,27 @@ def test_events_frame_rejects_bad_events() -> None:
         events_frame([{k: v for k, v in good.items() if k != "item_id"}])
     stamped = events_frame([{**good, "ts": datetime(2026, 11, 1, tzinfo=UTC)}])
     assert stamped["ts"].iloc[0] == datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+
+
+def test_a_tie_between_clicks_goes_to_the_later_arrival_and_ids_become_strings() -> None:
+    events = [
+        {"user_id": 7, "item_id": "first", "domain": "news", "kind": "click", "ts": 50.0},
+        {"user_id": 7, "item_id": "second", "domain": "ad", "kind": "click", "ts": 50.0},
+        {"user_id": 7, "item_id": "older", "domain": "ad", "kind": "click", "ts": 10.0},
+        {"user_id": "8", "item_id": 3, "domain": "video", "kind": "view", "ts": 20.0},
+    ]
+    got = aggregate_events(events_frame(events), HALF_LIFE).set_index("user_id")
+    assert got.loc["7", LAST_CLICK_ITEM] == "second" and got.loc["7", LAST_CLICK_TS] == 50.0
+    assert got.loc["7", "events"] == 3 and got.loc["8", "events"] == 1
+    assert got.loc["8", LAST_CLICK_ITEM] is None and np.isnan(got.loc["8", LAST_CLICK_TS])
+    assert got.loc["7", "rt_ad_clicks"] == pytest.approx(1 + decay_weight(40, HALF_LIFE))
+
+
+def test_events_without_a_time_are_rejected() -> None:
+    good = {"user_id": "a", "item_id": "i", "domain": "news", "kind": "click", "ts": 1.0}
+    with pytest.raises(ValueError, match="finite"):
+        events_frame([good, {**good, "ts": None}])
+    with pytest.raises(ValueError, match="finite"):
+        events_frame([{**good, "ts": "not a time"}])
+    with pytest.raises(ValueError, match="required"):
+        events_frame([{**good, "user_id": None}])
