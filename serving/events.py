@@ -163,6 +163,8 @@ class EventSpool:
         self.disk_events = disk_events
         self._lock = threading.Lock()
         self._memory: deque[dict[str, Any]] = deque()
+        self._in_flight = 0
+        """Events handed out by :meth:`take` and not yet settled or given back."""
         self._file = self.directory / f"events-{os.getpid()}.jsonl"
         self.on_disk = sum(self._count(path) for path in self.directory.glob("*.jsonl"))
 
@@ -172,7 +174,8 @@ class EventSpool:
             return sum(1 for line in handle if line.strip())
 
     def __len__(self) -> int:
-        return len(self._memory) + self.on_disk
+        """Events not yet in the online store: queued, on disk, or being pushed."""
+        return len(self._memory) + self.on_disk + self._in_flight
 
     @property
     def in_memory(self) -> int:
@@ -185,7 +188,7 @@ class EventSpool:
             SpoolFull: The disk bound would be exceeded; nothing was queued.
         """
         with self._lock:
-            room = max(self.memory_events - len(self._memory), 0)
+            room = max(self.memory_events - len(self._memory) - self._in_flight, 0)
             to_disk = events[room:]
             if to_disk and self.on_disk + len(to_disk) > self.disk_events:
                 raise SpoolFull(f"event spool is full ({self.on_disk} events on disk)")
@@ -201,13 +204,20 @@ class EventSpool:
     def take(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
             count = min(limit, len(self._memory))
+            self._in_flight += count
             return [self._memory.popleft() for _ in range(count)]
+
+    def settle(self, count: int) -> None:
+        """``count`` taken events left the spool for good (pushed, or refused and logged)."""
+        with self._lock:
+            self._in_flight -= count
 
     def give_back(self, events: list[dict[str, Any]]) -> None:
         """Return events that could not be pushed to the front; overflow goes to disk."""
         with self._lock:
+            self._in_flight -= len(events)
             self._memory.extendleft(reversed(events))
-            overflow = len(self._memory) - self.memory_events
+            overflow = len(self._memory) + self._in_flight - self.memory_events
             if overflow > 0:
                 spilled = [self._memory.pop() for _ in range(overflow)][::-1]
                 self._write(spilled)
@@ -318,6 +328,7 @@ class EventIntake:
                 self.spool.give_back(events)
                 return pushed
             except ValueError as error:  # validated before queueing; never block the queue
+                self.spool.settle(len(events))
                 log.error(
                     "dropping %d real-time events that the push path refuses: %s",
                     len(events),
@@ -325,6 +336,10 @@ class EventIntake:
                 )
                 self.dropped += len(events)
                 continue
+            except BaseException:  # anything unexpected: keep the events for the next try
+                self.spool.give_back(events)
+                raise
+            self.spool.settle(len(events))
             pushed += len(events)
             self.pushed += len(events)
             self.on_pushed(len(events), False)
