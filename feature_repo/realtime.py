@@ -607,7 +607,8 @@ return 1
 Zero-padded decimal strings compare like the numbers they spell."""
 
 
-def _varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf varint."""
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -631,16 +632,16 @@ def encode_string(value: str | None) -> bytes:
     if value is None:
         return b""
     raw = value.encode("utf-8")
-    return b"\x12" + _varint(len(raw)) + raw
+    return b"\x12" + encode_varint(len(raw)) + raw
 
 
 def encode_timestamp(seconds: int, nanos: int) -> bytes:
     """``google.protobuf.Timestamp`` serialised (what Feast keeps in ``_ts:<view>``)."""
     out = b""
     if seconds:
-        out += b"\x08" + _varint(seconds)
+        out += b"\x08" + encode_varint(seconds)
     if nanos:
-        out += b"\x10" + _varint(nanos)
+        out += b"\x10" + encode_varint(nanos)
     return out
 
 

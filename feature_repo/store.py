@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
 import yaml
@@ -41,6 +41,9 @@ class FeastParams(BaseModel):
         realtime_half_life_hours: Half-life of the real-time counters.
         realtime_ttl_hours: How long a real-time row stays servable.
         redis_key_ttl_seconds: Expiry of Redis entity keys (``None``: no expiry).
+        materialize_engine: ``feast`` (``FeatureStore.materialize``) or ``redis_bulk``
+            (:mod:`feature_repo.redis_load`: the same bytes in Redis, written in bulk). The
+            bulk engine applies to the Redis online store only; with SQLite, Feast's runs.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,6 +53,7 @@ class FeastParams(BaseModel):
     realtime_half_life_hours: float = Field(default=1.0, gt=0)
     realtime_ttl_hours: float = Field(default=24.0, gt=0)
     redis_key_ttl_seconds: int | None = Field(default=None, gt=0)
+    materialize_engine: Literal["feast", "redis_bulk"] = "feast"
 
 
 def redis_connection_string(url: str) -> str:
@@ -214,6 +218,8 @@ def materialize(
 
     Meant to run once per data interval (an Airflow task or DVC stage per hour or day):
     Feast keeps, for each key, the latest row, so intervals may be loaded in any order.
+    With ``feast.materialize_engine == "redis_bulk"`` and a Redis online store the rows are
+    written by :func:`feature_repo.redis_load.bulk_materialize` (the same bytes, in bulk).
 
     Args:
         settings: Runtime settings (data root, Redis URL).
@@ -235,9 +241,20 @@ def materialize(
     unknown = set(names) - set(feature_tables(features))
     if unknown:
         raise ValueError(f"unknown batch views {sorted(unknown)}")
+    feast = feast or FeastParams()
     store = get_store(settings, feast)
     began = time.perf_counter()
-    store.materialize(start.astimezone(UTC), end.astimezone(UTC), feature_views=names)
+    if feast.materialize_engine == "redis_bulk" and settings.redis_url:
+        from .online import redis_client
+        from .redis_load import bulk_materialize
+
+        client = redis_client(settings.redis_url)
+        try:
+            bulk_materialize(store, client, names, start, end, feast.redis_key_ttl_seconds)
+        finally:
+            client.close()
+    else:
+        store.materialize(start.astimezone(UTC), end.astimezone(UTC), feature_views=names)
     seconds = time.perf_counter() - began
     rows = sum(_rows_in_interval(settings.data_root, features, n, start, end) for n in names)
     return MaterializeResult(start, end, tuple(names), rows, seconds)
