@@ -12,6 +12,9 @@ Phases (each reports count, throughput, p50/p99, errors, degraded answers):
 
 1. ``recommend``: 300 candidates over 3 domains (100 per domain), k=10 per domain;
 2. ``recommend_one_client``: the same with one client (service time without queueing);
+   ``recommend_open_50pct`` / ``_80pct``: requests arriving at a fixed rate, half and 80% of
+   phase 1's throughput, at most ``clients`` in flight, latency from the scheduled time
+   (:func:`open_loop`): the latency a deployment sized for its load would see;
 3. ``events``: one click per request;
 4. ``recommend_redis_restart``: as 1, with Redis killed at a third of the run and started
    again (from its RDB snapshot) at half of it;
@@ -355,6 +358,51 @@ async def closed_loop(
     return summary(samples, time.monotonic() - began)
 
 
+async def open_loop(
+    base: str, rate: float, clients: int, seconds: float, users: int, seed: int = 1
+) -> dict:
+    """Requests arriving at a fixed ``rate`` per second (Poisson), at most ``clients`` at once.
+
+    A closed loop of 32 clients measures a saturated service: its latency is the queue
+    (Little's law: 32 / throughput), whatever the service time. Here arrivals do not wait for
+    answers, and each latency is measured from the request's *scheduled* time, so a stalled
+    service is charged for the requests it delayed (no coordinated omission). An arrival that
+    finds ``clients`` requests in flight waits for a free client, and that wait counts too.
+    """
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    samples: list[tuple[float, int, bool]] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    slots = asyncio.Semaphore(clients)
+
+    async def one(client: httpx.AsyncClient, scheduled: float, user: str) -> None:
+        async with slots:
+            try:
+                response = await client.post("/recommend", json={"user_id": user, "k": 10})
+                status = response.status_code
+                degraded = status == 200 and response.json()["degraded"]
+            except httpx.HTTPError:
+                status, degraded = 599, False
+        samples.append((time.perf_counter() - scheduled, status, degraded))
+
+    began = time.perf_counter()
+    tasks = []
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        due = began
+        while due - began < seconds:
+            due += float(rng.exponential(1.0 / rate))
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            user = f"u{int(rng.integers(0, users))}"
+            tasks.append(asyncio.create_task(one(client, due, user)))
+        await asyncio.gather(*tasks)
+    result = summary(samples, time.perf_counter() - began)
+    result["offered_rps"] = rate
+    return result
+
+
 # --------------------------------------------------------------------------------- main
 def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> dict:
     import yaml
@@ -408,6 +456,12 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
         side = max(seconds / 3, 5.0)
         phases["recommend_one_client"] = asyncio.run(closed_loop(base, "recommend", 1, side, users))
         phases["events"] = asyncio.run(closed_loop(base, "events", clients, side, users))
+        # The same service at half and at 80% of the saturated throughput just measured.
+        saturated = phases["recommend"]["throughput_rps"]
+        for share in (0.5, 0.8):
+            phases[f"recommend_open_{int(share * 100)}pct"] = asyncio.run(
+                open_loop(base, max(share * saturated, 1.0), clients, seconds, users)
+            )
 
         async def restart() -> None:
             await asyncio.sleep(seconds / 3)

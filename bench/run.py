@@ -120,9 +120,11 @@ def write_doc(results: dict) -> None:
             f"load average {serving['load_average_1m_after']}"
         )
         for name, phase in serving["phases"].items():
+            offered = phase.get("offered_rps")
+            offered = f" (offered {offered:.1f} req/s)" if offered else ""
             lines.append(
                 f"| serving: {name} | p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, "
-                f"{phase['throughput_rps']} req/s, {phase['errors']} errors, "
+                f"{phase['throughput_rps']} req/s{offered}, {phase['errors']} errors, "
                 f"{phase['degraded']} degraded | {cond} |"
             )
         mem = serving["server_memory_mb"]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .config import ServeParams, load_serve_params
 from .events import SpoolFull
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from feature_repo.config import FeaturesParams
     from feature_repo.store import FeastParams
     from muma.settings import Settings
+    from serving.metrics import Metrics
 
 
 class BodyLimit:
@@ -93,6 +94,40 @@ class BodyLimit:
             status_code=413,
         )
         await response({"type": "http"}, _no_receive, send)
+
+
+class Measure:
+    """ASGI middleware: request count by endpoint and status, and latency by endpoint.
+
+    A plain ASGI wrapper rather than ``@app.middleware("http")``, whose
+    ``BaseHTTPMiddleware`` runs every request through an extra task and memory stream.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.inc("muma_http_requests_total", endpoint=endpoint, status=str(status))
+            self.metrics.observe(
+                "muma_http_request_seconds", time.perf_counter() - began, endpoint=endpoint
+            )
 
 
 async def _no_receive() -> Message:  # pragma: no cover - JSONResponse never reads
@@ -151,21 +186,14 @@ def create_app(
     metrics = service.metrics
     token = settings.api_token.get_secret_value() if settings.api_token else None
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        began = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        metrics.inc("muma_http_requests_total", endpoint=endpoint, status=str(response.status_code))
-        metrics.observe("muma_http_request_seconds", time.perf_counter() - began, endpoint=endpoint)
-        return response
+    app.add_middleware(Measure, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request", "detail": _problems(error)}, 422)
 
-    def require_token(authorization: str | None = Header(default=None)) -> None:
+    async def require_token(authorization: str | None = Header(default=None)) -> None:
+        # async: a plain check must not hop to the worker threads busy scoring requests
         if token is None:
             raise HTTPException(503, "write endpoints are disabled: MUMA_API_TOKEN is not set")
         scheme, _, given = (authorization or "").partition(" ")

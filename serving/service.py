@@ -136,6 +136,11 @@ class Service:
     def start(self, background: bool = True) -> None:
         """Load the champion now, then start the reload, log and event threads."""
         self.manager.check()
+        self._realtime_updater()
+        # The push path's first use imports Feast: seconds of work holding the GIL, which
+        # would stall every request in flight. Pay it here, before the service is ready.
+        import feast  # noqa: F401
+
         if background:
             self.manager.start()
             self.log.start()
