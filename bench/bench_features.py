@@ -1,15 +1,21 @@
 """Feature store speed: online reads, pushes, freshness, materialisation and Redis memory.
 
-Side by side in one run, against the Redis server of ``MUMA_REDIS_URL`` (default
-``redis://127.0.0.1:6379/13``) under a throw-away Feast project whose keys are deleted after:
+Side by side in one run, against a private ``redis-server`` started for the run (default) or
+the server of ``--redis-url``, under throw-away Feast projects whose keys are deleted after:
 
 - online read of one user plus 300 candidate items: (a) one naive ``get_online_features``
-  call, (b) :class:`feature_repo.online.RedisFeatureReader`, (c) the same pipelined ``HMGET``
-  with replies left undecoded (the Redis floor); p50 and p99;
+  call, (b) :class:`feature_repo.online.RedisFeatureReader`, (c) the floor: the same
+  ``HMGET`` request, pre-packed, sent and its replies parsed with nothing decoded, and
+  (d) the same commands through a redis-py pipeline, undecoded (the old floor); p50 and p99;
 - push: one event through :class:`feature_repo.realtime.RealtimeUpdater` and one bare
   ``FeatureStore.push`` row (latency), and batches of events (events/s and rows/s);
 - freshness: an event's arrival to its value being readable with the fast reader;
-- materialisation rows/s and ``MEMORY USAGE`` bytes per user and per item.
+- materialisation rows/s: ``feast materialize`` on 5,000 users and items (25,000 rows, as it
+  runs at about a thousand rows a second) and the bulk path
+  (:mod:`feature_repo.redis_load`, byte-identical, tested) on the full tables (1M rows);
+- ``MEMORY USAGE`` bytes per user and per item with the server's default hash encoding
+  limits, per user with ``hash-max-listpack-value 1024`` (keys copied with DUMP/RESTORE into
+  a second private server) and per user without the behaviour-sequence view.
 
 Offline tables are synthetic rows shaped exactly as :mod:`feature_repo.tables` declares.
 Targets (issue 4): read p99 <= 5 ms, >= 10x the naive path, <= 10x the floor; freshness
@@ -20,9 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +44,10 @@ from bench.common import conditions, med, save
 
 T0 = datetime(2026, 11, 1, 1, tzinfo=UTC)
 CANDIDATES = 300
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+FEAST_MATERIALISE_ENTITIES = 5_000
+"""Users and items ``feast materialize`` loads (25,000 rows): it runs at ~1,000 rows/s."""
+LISTPACK_VALUE_BYTES = 1024
+"""``hash-max-listpack-value`` of the second memory measurement (Redis' default is 64)."""
 
 
 def _column(dtype, count: int, rng: np.random.Generator) -> list | np.ndarray:
@@ -97,6 +111,7 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def measure_reads(store, reader, client, users: int, items: int, repeats: int, seed: int) -> dict:
+    from feature_repo.online import RawPipeline
     from feature_repo.tables import ITEM_STATS, USER_STATS
 
     rng = np.random.default_rng(seed)
@@ -109,6 +124,11 @@ def measure_reads(store, reader, client, users: int, items: int, repeats: int, s
         user = f"u{rng.integers(0, users)}"
         candidates = [f"i{n}" for n in rng.choice(items, CANDIDATES, replace=False)]
         requests.append((user, candidates))
+    raw = RawPipeline(client)
+    packed = {
+        user: b"".join(user_plan.packed([user]) + item_plan.packed(candidates))
+        for user, candidates in requests
+    }
 
     def naive(user, candidates):
         store.get_online_features(
@@ -120,6 +140,9 @@ def measure_reads(store, reader, client, users: int, items: int, repeats: int, s
         reader.read({"user_id": [user], "item_id": candidates})
 
     def floor(user, candidates):
+        raw.execute(packed[user], 1 + len(candidates))
+
+    def redis_py(user, candidates):
         pipe = client.pipeline(transaction=False)
         pipe.hmget(user_plan.keys([user])[0], user_plan.fields)
         for key in item_plan.keys(candidates):
@@ -127,7 +150,7 @@ def measure_reads(store, reader, client, users: int, items: int, repeats: int, s
         pipe.execute()
 
     out = {}
-    for name, fn in (("naive", naive), ("fast", fast), ("floor", floor)):
+    for name, fn in (("naive", naive), ("fast", fast), ("floor", floor), ("redis_py", redis_py)):
         fn(*requests[0])  # warm-up: connections, registry cache
         samples = []
         for user, candidates in requests:
@@ -147,6 +170,7 @@ def measure_push(updater, reader, repeats: int, batch_events: int, seed: int) ->
     rng = np.random.default_rng(seed)
     base = T0.timestamp() + 86_400 + seed * 10_000
     domains = np.array(["news", "video", "ad"])
+    updated = reader.plans["user_id"].double_names.index(f"{REALTIME_TABLE}:{UPDATED_TS}")
 
     def event(user: str, ts: float) -> dict:
         return {
@@ -157,6 +181,9 @@ def measure_push(updater, reader, repeats: int, batch_events: int, seed: int) ->
             "ts": ts,
         }
 
+    def readable(user: str) -> float:
+        return float(reader.read({"user_id": [user]})["user_id"].doubles[0, updated])
+
     single, fresh = [], []
     for step in range(repeats):
         user = f"rt{seed}-{step % 50}"
@@ -164,11 +191,11 @@ def measure_push(updater, reader, repeats: int, batch_events: int, seed: int) ->
         arrived = time.perf_counter()
         updater.push_events([event(user, ts)])
         pushed = time.perf_counter()
-        while reader.read_frame(REALTIME_TABLE, [user], [UPDATED_TS])[UPDATED_TS].iloc[0] != ts:
+        while readable(user) != ts:
             pass
-        readable = time.perf_counter()
+        visible = time.perf_counter()
         single.append(pushed - arrived)
-        fresh.append(readable - arrived)
+        fresh.append(visible - arrived)
 
     users = [f"bt{seed}-{n}" for n in range(max(1, batch_events // 5))]
     batches = []
@@ -219,13 +246,76 @@ def measure_bare_push(store, updater, repeats: int) -> dict:
     return percentiles(timed(bare_push, repeats))
 
 
+@contextmanager
+def private_redis(*config: str) -> Iterator[str]:
+    """A ``redis-server`` on a free port, without persistence; yields its URL, then kills it.
+
+    Args:
+        config: Extra ``--name value`` arguments (e.g. ``--hash-max-listpack-value 1024``).
+    """
+    import redis
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    with tempfile.TemporaryDirectory(prefix="muma-bench-redis-") as directory:
+        process = subprocess.Popen(
+            [
+                "redis-server",
+                *("--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--dir", directory, *config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    redis.Redis(port=port, socket_timeout=1).ping()
+                    break
+                except redis.exceptions.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("redis-server did not start") from None
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+
+
 def memory_per_entity(client, reader, users: int, items: int, sample: int = 200) -> dict:
+    """Median ``MEMORY USAGE`` of sampled keys, three ways for users (see the module doc)."""
+    from feature_repo.online import feature_field, redis_client
+    from feature_repo.tables import USER_SEQUENCE, feature_tables
+
     user_plan, item_plan = reader.plans["user_id"], reader.plans["item_id"]
     rng = np.random.default_rng(7)
     user_keys = user_plan.keys([f"u{n}" for n in rng.choice(users, min(sample, users), False)])
     item_keys = item_plan.keys([f"i{n}" for n in rng.choice(items, min(sample, items), False)])
+    sequence_fields = {
+        feature_field(USER_SEQUENCE, name) for name in feature_tables()[USER_SEQUENCE].feature_names
+    } | {f"_ts:{USER_SEQUENCE}".encode()}
+    without_sequence = []
+    for key in user_keys:
+        kept = {f: v for f, v in client.hgetall(key).items() if f not in sequence_fields}
+        probe = b"memory-probe:" + key  # ends with the project: cleaned up with its keys
+        client.hset(probe, mapping=kept)
+        without_sequence.append(client.memory_usage(probe, samples=0))
+        client.delete(probe)
+    with private_redis("--hash-max-listpack-value", str(LISTPACK_VALUE_BYTES)) as url:
+        listpack = redis_client(url)
+        for key in user_keys:
+            listpack.restore(key, 0, client.dump(key), replace=True)
+        with_listpack = [listpack.memory_usage(key, samples=0) for key in user_keys]
+        listpack_encoding = listpack.object("encoding", user_keys[0]).decode()
+        listpack.close()
     return {
         "bytes_per_user_batch": round(med([client.memory_usage(k, samples=0) for k in user_keys])),
+        "user_encoding": client.object("encoding", user_keys[0]).decode(),
+        "bytes_per_user_batch_listpack": round(med(with_listpack)),
+        "user_encoding_listpack": listpack_encoding,
+        "bytes_per_user_without_sequence": round(med(without_sequence)),
         "bytes_per_item": round(med([client.memory_usage(k, samples=0) for k in item_keys])),
     }
 
@@ -245,20 +335,26 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
     )
     from muma.settings import Settings
 
-    project = f"muma_bench_{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    feast_engine = FeastParams(project=f"muma_bench_feast_{tag}")
+    bulk_engine = FeastParams(project=f"muma_bench_{tag}", materialize_engine="redis_bulk")
     client = redis_client(redis_url)
-    feast = FeastParams(project=project)
+    interval = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
     try:
         with tempfile.TemporaryDirectory(prefix="muma-bench-feast-") as tmp:
-            root = Path(tmp)
+            small_root, root = Path(tmp) / "small", Path(tmp) / "full"
+            small = min(users, FEAST_MATERIALISE_ENTITIES)
+            write_tables(small_root, small, small)
+            small_settings = Settings(data_root=small_root, redis_url=redis_url)
+            apply(small_settings, FeaturesParams(), feast_engine)
+            feast_load = materialize(small_settings, *interval, feast=feast_engine)
             rows = write_tables(root, users, items)
             settings = Settings(data_root=root, redis_url=redis_url)
-            store = apply(settings, FeaturesParams(), feast)
-            load = materialize(
-                settings, T0 - timedelta(hours=1), T0 + timedelta(hours=1), feast=feast
-            )
+            store = apply(settings, FeaturesParams(), bulk_engine)
+            bulk_load = materialize(settings, *interval, feast=bulk_engine)
             tables = feature_tables(FeaturesParams())
             batch_user_views = [USER_STATS, USER_SOCIAL, USER_GAZE, USER_SEQUENCE]
+            project = bulk_engine.project
             reader = RedisFeatureReader(
                 client,
                 project,
@@ -269,12 +365,10 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
             )
             memory = memory_per_entity(client, reader, users, items)
             reads = measure_reads(store, reader, client, users, items, repeats, seed=1)
+            half_life = bulk_engine.realtime_half_life_hours
             realtime_reader = RedisFeatureReader(
-                client,
-                project,
-                {"user_id": [ViewSpec.from_table(realtime_table(feast.realtime_half_life_hours))]},
+                client, project, {"user_id": [ViewSpec.from_table(realtime_table(half_life))]}
             )
-            half_life = feast.realtime_half_life_hours
             via_feast = RealtimeUpdater(store, half_life, realtime_reader)
             writer = RedisRealtimeWriter(client, project, half_life)
             direct = RealtimeUpdater(store, half_life, realtime_reader, writer)
@@ -284,33 +378,45 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
                 "bare_feast_push_one_row": measure_bare_push(store, via_feast, repeats),
             }
     finally:
-        keys = list(client.scan_iter(match=b"*" + project.encode(), count=5000))
-        for start in range(0, len(keys), 10_000):
-            client.delete(*keys[start : start + 10_000])
+        for name in (feast_engine.project, bulk_engine.project):
+            keys = list(client.scan_iter(match=b"*" + name.encode(), count=5000))
+            for start in range(0, len(keys), 10_000):
+                client.delete(*keys[start : start + 10_000])
     return {
         "reads": reads,
         "push": push,
         "memory": memory,
         "materialize": {
-            "rows": load.rows,
+            "rows": feast_load.rows,
+            "seconds": round(feast_load.seconds, 2),
+            "rows_per_second": round(feast_load.rows_per_second),
+        },
+        "materialize_bulk": {
+            "rows": bulk_load.rows,
             "rows_by_table": rows,
-            "seconds": round(load.seconds, 2),
-            "rows_per_second": round(load.rows_per_second),
+            "seconds": round(bulk_load.seconds, 2),
+            "rows_per_second": round(bulk_load.rows_per_second),
         },
         "user_batch_views": batch_user_views,
     }
 
 
 def main(quick: bool = False, redis_url: str | None = None) -> dict:
-    redis_url = redis_url or DEFAULT_REDIS_URL
-    # Full: 1M offline rows (200k users x 4 user tables + 200k items); quick: 25k rows, as
-    # Feast's materialisation (Dask, protobuf per value) runs at hundreds of rows/s here.
+    """Run the benchmark (on a private Redis unless ``redis_url``) and save its figures."""
+    load_before = os.getloadavg()[0]
+    # Full: 1M offline rows (200k users x 4 user tables + 200k items) for the bulk path and
+    # the reads; quick: 25k rows. Feast's own materialisation always loads 25k rows.
     users, items = (5_000, 5_000) if quick else (200_000, 200_000)
     repeats = 100 if quick else 300
-    runs = [
-        run_once(redis_url, users, items, repeats, batch_events=5_000 if quick else 20_000)
-        for _ in range(1 if quick else 3)
-    ]
+    count = 1 if quick else 3
+    if redis_url:
+        runs = [run_once(redis_url, users, items, repeats, 5_000 if quick else 20_000)]
+    else:
+        runs = []
+        for _ in range(count):
+            with private_redis() as url:
+                runs.append(run_once(url, users, items, repeats, 5_000 if quick else 20_000))
+    load_after = os.getloadavg()[0]
 
     def pick(*path: str) -> float:
         values = []
@@ -323,10 +429,14 @@ def main(quick: bool = False, redis_url: str | None = None) -> dict:
 
     reads = {
         name: {stat: pick("reads", name, stat) for stat in ("p50_ms", "p99_ms")}
-        for name in ("naive", "fast", "floor")
+        for name in ("naive", "fast", "floor", "redis_py")
     }
+    memory = runs[0]["memory"]
     result = {
         **conditions(),
+        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_after": round(load_after, 2),
+        "redis": redis_url or "private redis-server per run (default configuration)",
         "runs": len(runs),
         "users": users,
         "items": items,
@@ -357,7 +467,17 @@ def main(quick: bool = False, redis_url: str | None = None) -> dict:
         "batch_rows": runs[0]["push"]["feast"]["batch_rows"],
         "materialize_rows": runs[0]["materialize"]["rows"],
         "materialize_rows_per_second": round(pick("materialize", "rows_per_second")),
+        "materialize_bulk_rows": runs[0]["materialize_bulk"]["rows"],
+        "materialize_bulk_rows_per_second": round(pick("materialize_bulk", "rows_per_second")),
         "redis_bytes_per_user_batch": round(pick("memory", "bytes_per_user_batch")),
+        "redis_user_encoding": memory["user_encoding"],
+        "redis_bytes_per_user_batch_listpack": round(
+            pick("memory", "bytes_per_user_batch_listpack")
+        ),
+        "redis_listpack_value_bytes": LISTPACK_VALUE_BYTES,
+        "redis_bytes_per_user_without_sequence": round(
+            pick("memory", "bytes_per_user_without_sequence")
+        ),
         "redis_bytes_per_item": round(pick("memory", "bytes_per_item")),
         "user_batch_views": runs[0]["user_batch_views"],
         "targets": {
@@ -379,6 +499,7 @@ def table(result: dict) -> str:
         ("read 1 user + 300 items: naive Feast", result["reads"]["naive"]),
         ("read 1 user + 300 items: fast reader", result["reads"]["fast"]),
         ("read 1 user + 300 items: raw Redis floor", result["reads"]["floor"]),
+        ("read 1 user + 300 items: redis-py pipeline", result["reads"]["redis_py"]),
         ("bare FeatureStore.push, one row", result["bare_feast_push_one_row"]),
     ]
     for path in ("feast", "direct"):
@@ -401,10 +522,18 @@ def table(result: dict) -> str:
             f"-> {result['batch_rows']:,} rows per batch; split ms {push['batch_split_ms']})"
         )
     lines += [
-        f"materialise: {result['materialize_rows_per_second']:,} rows/s "
-        f"({result['materialize_rows']:,} rows)",
+        f"materialise, feast: {result['materialize_rows_per_second']:,} rows/s "
+        f"({result['materialize_rows']:,} rows); bulk: "
+        f"{result['materialize_bulk_rows_per_second']:,} rows/s "
+        f"({result['materialize_bulk_rows']:,} rows)",
         f"Redis bytes per user (batch views {', '.join(result['user_batch_views'])}): "
-        f"{result['redis_bytes_per_user_batch']:,}; per item: {result['redis_bytes_per_item']:,}",
+        f"{result['redis_bytes_per_user_batch']:,} ({result['redis_user_encoding']}); with "
+        f"hash-max-listpack-value {result['redis_listpack_value_bytes']}: "
+        f"{result['redis_bytes_per_user_batch_listpack']:,}; without the sequence view: "
+        f"{result['redis_bytes_per_user_without_sequence']:,}; per item: "
+        f"{result['redis_bytes_per_item']:,}",
+        f"load average (1 min) before {result['load_average_1m_before']}, after "
+        f"{result['load_average_1m_after']}",
     ]
     return "\n".join(lines)
 
@@ -412,7 +541,11 @@ def table(result: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="25k offline rows, one run")
-    parser.add_argument("--redis-url", default=None, help=f"default {DEFAULT_REDIS_URL}")
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis to use (e.g. redis://127.0.0.1:6379/13); default: a private redis-server",
+    )
     args = parser.parse_args()
     figures = main(args.quick, args.redis_url)
     print(table(figures))
