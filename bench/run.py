@@ -79,28 +79,57 @@ def write_doc(results: dict) -> None:
             )
     features = results.get("features")
     if features:
+        load = features.get("load_average_1m_before")
         cond = (
             f"{features['users']:,} users, {features['items']:,} items, "
             f"{features['candidates']} candidates, {features['runs']} run(s); "
             f"{features['machine']}, {features['date']}"
+            + (f"; load average {load}-{features['load_average_1m_after']}" if load else "")
         )
+        names = {
+            "naive": "naive get_online_features",
+            "fast": "fast reader",
+            "floor": "raw Redis floor",
+            "redis_py": "redis-py pipeline, undecoded",
+        }
         for name, read in features["reads"].items():
             lines.append(
-                f"| online read ({name}), 1 user + {features['candidates']} items | "
-                f"p50 {read['p50_ms']} ms, p99 {read['p99_ms']} ms | {cond} |"
+                f"| online read ({names.get(name, name)}), 1 user + {features['candidates']} "
+                f"items | p50 {read['p50_ms']} ms, p99 {read['p99_ms']} ms | {cond} |"
             )
         for name, push in features["push"].items():
             lines.append(
                 f"| real-time push ({name}) | one event p99 "
-                f"{push['single_event']['p99_ms']} ms, freshness p99 "
-                f"{push['freshness']['p99_ms']} ms, batched "
-                f"{push['batched_events_per_second']:,} events/s | {cond} |"
+                f"{push['single_event']['p99_ms']} ms, freshness p50 "
+                f"{push['freshness']['p50_ms']} ms, p99 {push['freshness']['p99_ms']} ms, "
+                f"batched {push['batched_events_per_second']:,} events/s | {cond} |"
+            )
+        bulk = ""
+        if "materialize_bulk_rows_per_second" in features:
+            bulk = (
+                f"; bulk (feature_repo.redis_load) "
+                f"{features['materialize_bulk_rows_per_second']:,} rows/s "
+                f"({features['materialize_bulk_rows']:,} rows)"
             )
         lines.append(
-            f"| Feast materialisation | {features['materialize_rows_per_second']:,} rows/s "
-            f"({features['materialize_rows']:,} rows); Redis "
-            f"{features['redis_bytes_per_user_batch']:,} B per user, "
-            f"{features['redis_bytes_per_item']:,} B per item | {cond} |"
+            f"| Feast materialisation | feast materialize "
+            f"{features['materialize_rows_per_second']:,} rows/s "
+            f"({features['materialize_rows']:,} rows){bulk} | {cond} |"
+        )
+        memory = (
+            f"{features['redis_bytes_per_user_batch']:,} B per user "
+            f"({', '.join(features['user_batch_views'])})"
+        )
+        if "redis_bytes_per_user_batch_listpack" in features:
+            memory += (
+                f" ({features['redis_user_encoding']}); "
+                f"{features['redis_bytes_per_user_batch_listpack']:,} B with "
+                f"hash-max-listpack-value {features['redis_listpack_value_bytes']}; "
+                f"{features['redis_bytes_per_user_without_sequence']:,} B without the sequence "
+                "view"
+            )
+        lines.append(
+            f"| Redis memory | {memory}; {features['redis_bytes_per_item']:,} B per item | {cond} |"
         )
     monitoring = results.get("monitoring")
     if monitoring:
