@@ -336,7 +336,7 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
     from muma.settings import Settings
 
     tag = uuid.uuid4().hex[:8]
-    feast_engine = FeastParams(project=f"muma_bench_feast_{tag}")
+    feast_engine = FeastParams(project=f"muma_bench_feast_{tag}", materialize_engine="feast")
     bulk_engine = FeastParams(project=f"muma_bench_{tag}", materialize_engine="redis_bulk")
     client = redis_client(redis_url)
     interval = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))

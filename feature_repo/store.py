@@ -41,9 +41,10 @@ class FeastParams(BaseModel):
         realtime_half_life_hours: Half-life of the real-time counters.
         realtime_ttl_hours: How long a real-time row stays servable.
         redis_key_ttl_seconds: Expiry of Redis entity keys (``None``: no expiry).
-        materialize_engine: ``feast`` (``FeatureStore.materialize``) or ``redis_bulk``
-            (:mod:`feature_repo.redis_load`: the same bytes in Redis, written in bulk). The
-            bulk engine applies to the Redis online store only; with SQLite, Feast's runs.
+        materialize_engine: ``redis_bulk`` (:mod:`feature_repo.redis_load`: the bytes
+            ``feast materialize`` writes, written in bulk, about 20x faster here) or ``feast``
+            (``FeatureStore.materialize``). The bulk engine applies to the Redis online store
+            only; with SQLite, Feast's runs whatever this says.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,7 +54,7 @@ class FeastParams(BaseModel):
     realtime_half_life_hours: float = Field(default=1.0, gt=0)
     realtime_ttl_hours: float = Field(default=24.0, gt=0)
     redis_key_ttl_seconds: int | None = Field(default=None, gt=0)
-    materialize_engine: Literal["feast", "redis_bulk"] = "feast"
+    materialize_engine: Literal["feast", "redis_bulk"] = "redis_bulk"
 
 
 def redis_connection_string(url: str) -> str:

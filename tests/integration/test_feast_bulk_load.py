@@ -110,7 +110,9 @@ class Loaded:
         write_tables(root)
         self.settings = Settings(data_root=root, redis_url=REDIS_URL)
         tag = uuid.uuid4().hex[:6]
-        self.feast = FeastParams(project=f"muma_feast_{tag}", redis_key_ttl_seconds=86_400)
+        self.feast = FeastParams(
+            project=f"muma_feast_{tag}", redis_key_ttl_seconds=86_400, materialize_engine="feast"
+        )
         self.bulk = self.feast.model_copy(
             update={"project": f"muma_bulk_{tag}", "materialize_engine": "redis_bulk"}
         )

@@ -87,7 +87,7 @@ def test_redis_killed_during_materialisation_then_the_rerun_loads_everything(
     server.start()
     try:
         settings = Settings(data_root=tmp_path / "data", redis_url=server.url)
-        feast = FeastParams(project="reliability_materialise")
+        feast = FeastParams(project="reliability_materialise", materialize_engine="feast")
         _write_tables(settings.data_root)
         store = apply(settings, PARAMS, feast)
         start, end = T0, T0 + timedelta(hours=len(HOURS) + 1)
