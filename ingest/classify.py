@@ -51,6 +51,7 @@ ALLOWED_SKEW = timedelta(minutes=5)
 
 ACCEPTED = "_accepted"
 """Column of the natively classified frame: the line is proved valid and on time."""
+_SHAPED = "_shaped"
 
 _STRING = r'"[ !#-\[\]-~]+"'
 """A non-empty JSON string of printable ASCII without quote, backslash or escapes."""
@@ -100,28 +101,42 @@ def _spark_read_type(field: Field):
 
 
 def timestamp_micros(text: Column) -> Column:
-    """Epoch microseconds of a string matching the fast path's timestamp grammar, else null.
+    """Epoch microseconds of a string matching the fast path's timestamp grammar.
 
-    ``try_to_timestamp`` with a strict resolver rejects impossible dates and times (Feb 30,
-    hour 24, second 60) as ``fromisoformat`` does; offsets beyond 23:59 are left to Python.
+    The string must match ``_TIMESTAMP`` (the fast path's regular expression guarantees it),
+    so every part sits at a known position: ``YYYY-MM-DDTHH:MM:SS`` in characters 1-19, an
+    optional ``.ffffff`` fraction, then ``Z`` or a ``+HH:MM``/``-HH:MM`` offset. Reading the
+    parts by position with ``substring`` and building the instant with
+    ``try_make_timestamp`` costs a fraction of a date-time formatter and regular
+    expressions per row. Impossible dates and times (Feb 30, hour 24, minute or second 60)
+    give null, as ``fromisoformat`` rejects them; offsets beyond 23:59 give null and are left
+    to Python.
     """
     from pyspark.sql import functions as F
 
-    local = F.try_to_timestamp(F.substring(text, 1, 19), F.lit("yyyy-MM-dd'T'HH:mm:ss"))
-    fraction = F.regexp_extract(text, r"^.{19}\.([0-9]{1,6})", 1)
-    micros = F.when(fraction == "", F.lit(0)).otherwise(F.rpad(fraction, 6, "0").try_cast("long"))
-    offset = F.regexp_extract(text, r"([+-][0-9]{2}:[0-9]{2})$", 1)
-    offset_hours = F.substring(offset, 2, 2).try_cast("long")
-    offset_minutes = F.substring(offset, 5, 2).try_cast("long")
+    def part(position: int, length: int) -> Column:
+        return F.substring(text, position, length).cast("int")
+
+    utc = F.substring(text, -1, 1) == "Z"
+    offset_length = F.when(utc, F.lit(1)).otherwise(F.lit(6))
+    seconds = part(18, 2)
+    local = F.try_make_timestamp(
+        part(1, 4), part(6, 2), part(9, 2), part(12, 2), part(15, 2), seconds, F.lit("UTC")
+    )
+    digits = F.substring(text, F.lit(21), F.length(text) - 20 - offset_length)
+    fraction = F.when(
+        F.substring(text, 20, 1) == ".", F.rpad(digits, 6, "0").cast("long")
+    ).otherwise(F.lit(0).cast("long"))
+    offset = F.substring(text, -6, 6)
+    offset_hours = F.substring(offset, 2, 2).cast("long")
+    offset_minutes = F.substring(offset, 5, 2).cast("long")
     sign = F.when(F.substring(offset, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
-    offset_micros = F.when(offset == "", F.lit(0)).otherwise(
+    offset_micros = F.when(utc, F.lit(0).cast("long")).otherwise(
         sign * (offset_hours * 3600 + offset_minutes * 60) * F.lit(1_000_000).cast("long")
     )
-    offset_ok = (offset == "") | ((offset_hours <= 23) & (offset_minutes <= 59))
-    return F.when(
-        local.isNotNull() & offset_ok,
-        F.unix_micros(local) + micros - offset_micros,
-    )
+    offset_ok = utc | ((offset_hours <= 23) & (offset_minutes <= 59))
+    valid = local.isNotNull() & (seconds <= 59) & offset_ok
+    return F.when(valid, F.unix_micros(local) + fraction - offset_micros)
 
 
 def _value_ok(field: Field, value: Column) -> Column:
@@ -161,30 +176,51 @@ def native_classified(lines: DataFrame, source: Source, allowed_lateness: timede
     read_schema = StructType(
         [StructField(field.name, _spark_read_type(field), nullable=True) for field in fields]
     )
-    shaped = F.col("value").rlike(fast_path_pattern(source))
-    parsed = F.when(shaped, F.from_json(F.col("value"), read_schema))
-    frame = lines.withColumn("_parsed", parsed)
-    accepted = shaped
-    columns = []
+    # One projection per step, each expensive expression computed once and referenced by
+    # name: Spark does not collapse a projection whose non-trivial expressions are used more
+    # than once, so the regular expression, the JSON parse and each timestamp run once a row.
+    shaped = lines.select(
+        "value", PARTITION_START, F.col("value").rlike(fast_path_pattern(source)).alias(_SHAPED)
+    )
+    parsed = shaped.select(
+        "value",
+        PARTITION_START,
+        _SHAPED,
+        F.when(F.col(_SHAPED), F.from_json(F.col("value"), read_schema)).alias("_parsed"),
+    )
+    typed = parsed.select(
+        "value",
+        PARTITION_START,
+        _SHAPED,
+        *[
+            (
+                timestamp_micros(F.col("_parsed").getField(field.name))
+                if field.type is FieldType.TIMESTAMP
+                else F.col("_parsed").getField(field.name)
+            ).alias(field.name)
+            for field in fields
+        ],
+        *[
+            F.col("_parsed").getField(field.name).isNotNull().alias(f"_present_{field.name}")
+            for field in fields
+        ],
+    )
+    accepted = F.col(_SHAPED)
     for field in fields:
-        raw = F.col("_parsed").getField(field.name)
-        if field.type is FieldType.TIMESTAMP:
-            value = timestamp_micros(raw)
-            rule = value.isNotNull()
-        else:
-            value = raw
-            rule = _value_ok(field, value)
-        present = raw.isNotNull()
+        value = F.col(field.name)
+        rule = value.isNotNull() if field.type is FieldType.TIMESTAMP else _value_ok(field, value)
+        present = F.col(f"_present_{field.name}")
         rule = (present & rule) if field.required else (~present | rule)
         accepted = accepted & F.coalesce(rule, F.lit(False))
-        columns.append(value.alias(field.name))
-    frame = frame.select("value", PARTITION_START, *columns, accepted.alias(ACCEPTED))
     lateness_micros = allowed_lateness // _MICROSECOND
     horizon_micros = (timedelta(hours=1) + ALLOWED_SKEW) // _MICROSECOND
     on_time = (F.col("ts") >= F.col(PARTITION_START) - F.lit(lateness_micros)) & (
         F.col("ts") < F.col(PARTITION_START) + F.lit(horizon_micros)
     )
-    return frame.withColumn(ACCEPTED, F.col(ACCEPTED) & F.coalesce(on_time, F.lit(False)))
+    accepted = accepted & F.coalesce(on_time, F.lit(False))
+    return typed.select(
+        "value", PARTITION_START, *[field.name for field in fields], accepted.alias(ACCEPTED)
+    )
 
 
 def _to_column_value(field_type: FieldType, value: Any) -> Any:

@@ -124,7 +124,7 @@ def reconciliation_path(curated_root: Path, source: Source | str, hour_start: da
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
-_PATH_HOUR = r"/date=([0-9]{4}-[0-9]{2}-[0-9]{2})/hour=([0-9]{2})/"
+_HOUR_MICROS = _HOUR // timedelta(microseconds=1)
 
 
 def _micros(moment: datetime) -> int:
@@ -140,15 +140,42 @@ def lookback_hours(allowed_lateness: timedelta) -> int:
     return math.ceil(allowed_lateness / _HOUR) + 1
 
 
-def _partition_start_of_file():
-    """Epoch microseconds of the ``date=/hour=`` directory a row's file sits in."""
+def _partition_start():
+    """Epoch microseconds of the ``date=``/``hour=`` directory a row's file sits in.
+
+    Computed from Spark's partition columns ``date`` and ``hour`` (constant per file, so
+    nothing is parsed from the file path per row) with integer arithmetic; works whether
+    the columns are strings or the date and integer types partition discovery infers.
+    """
     from pyspark.sql import functions as F
 
-    path = F.col("_metadata.file_path")
-    stamp = F.concat(
-        F.regexp_extract(path, _PATH_HOUR, 1), F.lit(" "), F.regexp_extract(path, _PATH_HOUR, 2)
+    days = F.unix_date(F.to_date(F.col("date"))).cast("long")
+    return (days * 24 + F.col("hour").cast("long")) * F.lit(_HOUR_MICROS)
+
+
+def _read_landing(
+    spark: SparkSession, landing_root: Path, source: Source, hours: list[datetime]
+) -> DataFrame:
+    """The non-blank lines of ``source``'s landing partitions of ``hours``.
+
+    Returns:
+        Columns ``value`` (the raw line) and :data:`PARTITION_START`.
+    """
+    from pyspark.sql import functions as F
+
+    dirs = [partition_dir(landing_root, source, hour) for hour in hours]
+    return (
+        # The schema names the partition columns as strings, so Spark reads them from the
+        # directory names as they are; JSON Lines ends a record at \n only (Spark's default
+        # also splits at a bare \r).
+        spark.read.schema("value STRING, date STRING, hour STRING")
+        .option("basePath", str(dirs[0].parent.parent))
+        .option("lineSep", "\n")
+        .text([str(directory) for directory in dirs])
+        # A line starting with "{" is not blank: trim (a copy of the line) only for the rest.
+        .where(F.col("value").startswith("{") | (F.length(F.trim("value")) > 0))
+        .select("value", _partition_start().alias(PARTITION_START))
     )
-    return F.unix_micros(F.to_timestamp(stamp, "yyyy-MM-dd HH"))
 
 
 def _earlier_curated_ids(
@@ -176,7 +203,7 @@ def _earlier_curated_ids(
     return (
         spark.read.option("basePath", str(Path(curated_root) / str(source)))
         .parquet(*dirs)
-        .select("event_id", _partition_start_of_file().alias(PARTITION_START))
+        .select("event_id", _partition_start().alias(PARTITION_START))
     )
 
 
@@ -262,12 +289,17 @@ def _deduplicated(
 
 
 def _with_hour_columns(frame: DataFrame) -> DataFrame:
-    """Add ``date`` and ``hour`` strings of the landing partition (the output directories)."""
+    """Add ``date`` and ``hour`` strings of the landing partition (the output directories).
+
+    Integer arithmetic on :data:`PARTITION_START` (a whole hour in epoch microseconds)
+    instead of formatting a timestamp per row.
+    """
     from pyspark.sql import functions as F
 
-    moment = F.timestamp_micros(F.col(PARTITION_START))
-    return frame.withColumn("date", F.date_format(moment, "yyyy-MM-dd")).withColumn(
-        "hour", F.date_format(moment, "HH")
+    hours = F.expr(f"{PARTITION_START} div {_HOUR_MICROS}")
+    date = F.date_from_unix_date(F.expr(f"{PARTITION_START} div {24 * _HOUR_MICROS}"))
+    return frame.withColumn("date", date.cast("string")).withColumn(
+        "hour", F.lpad((hours % 24).cast("string"), 2, "0")
     )
 
 
@@ -326,37 +358,38 @@ def ingest_hours(
             raise FileNotFoundError(f"no landing partition at {directory}")
     curated_root = Path(curated_root)
     staging = staging_dir(curated_root)
-    lines = (
-        # JSON Lines ends a record at \n only; Spark's default also splits at a bare \r.
-        spark.read.option("lineSep", "\n")
-        .text([str(directory) for directory in landing_dirs])
-        .where(F.length(F.trim("value")) > 0)
-        .select("value", _partition_start_of_file().alias(PARTITION_START))
-    )
+    lines = _read_landing(spark, landing_root, source, hours)
     annotated, fallback = classify_lines(lines, source, params.allowed_lateness)
     annotated, fallback = annotated.cache(), fallback.cache()
     try:
-        read = dict(annotated.groupBy(PARTITION_START).count().collect())
-        by_reason: dict[int, dict[str, int]] = {}
-        for start, reason, count in (
-            fallback.where(F.col(REASON).isNotNull())
-            .groupBy(PARTITION_START, REASON)
-            .count()
+        # One pass over the lines fills the cache and counts them; every later step reads
+        # the cache.
+        read: dict[int, int] = {}
+        unusual = 0
+        for start, count, accepted in (
+            annotated.groupBy(PARTITION_START)
+            .agg(F.count(F.lit(1)), F.count_if(F.col(ACCEPTED)))
             .collect()
         ):
-            by_reason.setdefault(start, {})[reason] = count
+            read[start] = count
+            unusual += count - accepted
+        by_reason: dict[int, dict[str, int]] = {}
+        rescued = 0
+        if unusual:
+            for start, reason, count in fallback.groupBy(PARTITION_START, REASON).count().collect():
+                if reason is None:
+                    rescued += count
+                else:
+                    by_reason.setdefault(start, {})[reason] = count
 
         columns = [f.name for f in curated_schema(source).fields]
         timestamps = [
             f.name for f in curated_schema(source).fields if isinstance(f.dataType, TimestampType)
         ]
         keep = [PARTITION_START, RAW_LINE, *columns]
-        valid = (
-            annotated.where(F.col(ACCEPTED))
-            .withColumnRenamed("value", RAW_LINE)
-            .select(*keep)
-            .unionByName(fallback.where(F.col(REASON).isNull()).select(*keep))
-        )
+        valid = annotated.where(F.col(ACCEPTED)).withColumnRenamed("value", RAW_LINE).select(*keep)
+        if rescued:
+            valid = valid.unionByName(fallback.where(F.col(REASON).isNull()).select(*keep))
         earlier = _earlier_curated_ids(spark, curated_root, source, hours, params.allowed_lateness)
         kept, duplicates = _deduplicated(
             spark, valid, earlier, lookback_hours(params.allowed_lateness)
@@ -366,20 +399,24 @@ def ingest_hours(
 
         writers = min(len(hours), 4 * spark.sparkContext.defaultParallelism)
         partition_by = ["domain"] if has_domain(source) else []
-        curated = (
-            _with_hour_columns(kept)
-            .select(*columns, "date", "hour")
-            .repartition(writers, "date", "hour")
-            .sortWithinPartitions("date", "hour", *partition_by, "event_id")
-        )
+        curated = _with_hour_columns(kept).select(*columns, "date", "hour")
+        if rescued or kept is not valid:
+            # Rows of one hour now sit in several Spark partitions (the fallback's, or the
+            # deduplication's join): gather each hour into one writer.
+            curated = curated.repartition(writers, "date", "hour")
+        # Otherwise no shuffle: a gzip file is never split, so all of an hour's lines (one
+        # file, as the simulator and importers land them) are in one Spark partition, which
+        # writes that hour's file(s) alone.
+        curated = curated.sortWithinPartitions("date", "hour", *partition_by, "event_id")
         write_parquet(curated, staging / "curated", ["date", "hour", *partition_by])
-        quarantine = (
-            _with_hour_columns(fallback.where(F.col(REASON).isNotNull()))
-            .select(*QUARANTINE_SCHEMA.names, "date", "hour")
-            .repartition(writers, "date", "hour")
-            .sortWithinPartitions("date", "hour", REASON, RAW_LINE)
-        )
-        write_parquet(quarantine, staging / "quarantine", ["date", "hour"])
+        if by_reason:
+            quarantine = (
+                _with_hour_columns(fallback.where(F.col(REASON).isNotNull()))
+                .select(*QUARANTINE_SCHEMA.names, "date", "hour")
+                .repartition(writers, "date", "hour")
+                .sortWithinPartitions("date", "hour", REASON, RAW_LINE)
+            )
+            write_parquet(quarantine, staging / "quarantine", ["date", "hour"])
 
         results = []
         for hour in hours:

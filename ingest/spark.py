@@ -51,6 +51,9 @@ def get_spark(
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        # Ingest caches a batch's classified lines for one job only; compressing the cache
+        # costs about as much CPU as classifying the lines, and reading it back is slower.
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     )
     if driver_memory is not None:
         builder = builder.config("spark.driver.memory", driver_memory)
