@@ -249,6 +249,8 @@ def latest_rows(
     if not path.exists():
         return pa.table({name: pa.array([], pa.null()) for name in wanted}), 0
     dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
+    if dataset.schema.field(timestamp_field).type.tz is None:  # naive: UTC by convention
+        start, end = (bound.astimezone(UTC).replace(tzinfo=None) for bound in (start, end))
     stamp = ds.field(timestamp_field)
     table = dataset.to_table(columns=wanted, filter=(stamp >= start) & (stamp <= end))
     if table.num_rows == 0:

@@ -171,3 +171,34 @@ def test_the_interval_is_recorded_in_the_registry(loaded: Loaded) -> None:
     view = store.get_feature_view(next(iter(feature_tables(PARAMS))))
     ends = sorted(interval[1] for interval in view.materialization_intervals)
     assert ends[-1] == T0 + timedelta(hours=3)
+
+
+def test_latest_rows_reads_naive_utc_timestamps_and_breaks_ties_by_created_time(
+    tmp_path: Path,
+) -> None:
+    from feature_repo.redis_load import latest_rows
+
+    naive = [datetime(2026, 11, 1, h) for h in (1, 2, 2, 5)]
+    created = [datetime(2026, 11, 1, 1), datetime(2026, 11, 1, 3), datetime(2026, 11, 1, 2)]
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["a", "a", "a", "a"],
+                "event_timestamp": pa.array(naive, pa.timestamp("us")),
+                "created_timestamp": pa.array([*created, naive[3]], pa.timestamp("us")),
+                "x": [1.0, 2.0, 3.0, 4.0],
+            }
+        ),
+        tmp_path / "part.parquet",
+    )
+    rows, stamped = latest_rows(
+        tmp_path,
+        "user_id",
+        ["x"],
+        T0,
+        T0 + timedelta(hours=4),
+        "event_timestamp",
+        "created_timestamp",
+    )
+    assert stamped == 3
+    assert rows.column("x").to_pylist() == [2.0]
