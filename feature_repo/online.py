@@ -111,14 +111,11 @@ def decode_doubles(raw: Sequence[bytes | None]) -> np.ndarray:
     if not values:
         return out
     joined_bytes = b"".join(values)
-    if len(joined_bytes) == _DOUBLE_SIZE * len(values):
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-        if (lengths == _DOUBLE_SIZE).all():
-            records = np.frombuffer(joined_bytes, dtype=_DOUBLE_RECORD)
-            if (records["tag"] == DOUBLE_TAG).all():
-                return records["value"].copy()
-    else:
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if len(joined_bytes) == _DOUBLE_SIZE * len(values) and set(map(len, values)) == {_DOUBLE_SIZE}:
+        records = np.frombuffer(joined_bytes, dtype=_DOUBLE_RECORD)
+        if (records["tag"] == DOUBLE_TAG).all():
+            return records["value"].copy()
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     joined = np.frombuffer(joined_bytes, dtype=np.uint8)
     starts = np.cumsum(lengths) - lengths
     sized = lengths == _DOUBLE_SIZE
