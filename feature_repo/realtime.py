@@ -5,9 +5,10 @@ dwell counters decayed with one half-life to ``rt_updated_ts`` (the newest event
 and the last click. A row is a decayed state, and two states combine exactly:
 ``merge(a at ta, b at tb) = a * decay(T - ta) + b * decay(T - tb)`` at ``T = max(ta, tb)``,
 with :func:`feature_repo.decay.decay_weight`, the function of the Spark feature build. So a
-batch of events is first aggregated per user (:func:`aggregate_events` in pandas for serving,
-:func:`spark_aggregate_events` in the streaming job) and then merged into the stored row
-(:func:`merge_aggregates`); the order in which events arrive does not change the counters.
+batch of events is first aggregated per user (:func:`aggregate_batch` on numpy columns for
+serving, :func:`spark_aggregate_events` in the streaming job) and then merged into the stored
+row (:func:`merge_columns`); the order in which events arrive does not change the counters.
+:func:`aggregate_events` and :func:`merge_aggregates` are the same two steps on pandas frames.
 
 **Event-time guard.** An event that arrives after a newer one never overwrites a newer value:
 ``rt_updated_ts`` never moves back, the last click changes only for a newer click, and a late
