@@ -23,8 +23,12 @@ Policies:
 Learning policies serve the simulator's logging policy (a noisy softmax with exact
 propensities) on the first day, then retrain the ranker on all their own logs every
 ``retrain_every_hours``. The ranker here sees behaviour sequences, ids, categories, creators,
-domains and the social graph, maintained in the loop hour by hour, but not the Spark feature
-tables, which would need the full batch pipeline per policy and hour.
+domains and the social graph, maintained in the loop hour by hour, and three dense features
+the loop computes the way the feature store would (:data:`LOOP_FEATURES`): the item's age, its
+smoothed CTR in this policy's own logs so far, and the share of the user's recent clicks in the
+item's category. Each impression is logged with the values it was scored with, so retraining
+learns from exactly what was served. The Spark feature tables themselves would need the full
+batch pipeline per policy and hour.
 
 Outputs: online CTR (realised clicks and the expected CTR from the true probabilities) per
 policy, domain and day, regret against the oracle, and OPE estimates of the greedy ranker's
@@ -47,6 +51,12 @@ from policy.slate import plackett_luce_slates
 from simulator.config import InterestShock, SimulatorConfig
 from simulator.logs import HourGenerator, hours_between, logging_policy_weights
 from simulator.world import DOMAINS, MediaWorld, sigmoid, to_ms
+
+LOOP_FEATURES = ("age_hours", "item_ctr", "category_affinity")
+"""Dense features of a (user, candidate) row in the loop, in this order (see :func:`_features`).
+``age_hours`` is log-transformed by the featurizer (its name says count-like)."""
+CTR_PRIOR = (1.0, 20.0)
+"""Beta prior (clicks, impressions) of an item's CTR in the loop: a new item starts at 5%."""
 
 LoopPolicy = Literal["random", "popularity", "greedy", "bandit", "bandit_unweighted", "oracle"]
 LEARNING = ("greedy", "bandit", "bandit_unweighted")
@@ -108,10 +118,15 @@ class _Universe:
     model: Any = None
     bandit: NeuralLinearUCB | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    items: int = 0
+    shown: np.ndarray = field(init=False)  # I impressions per world item in this universe
+    clicked: np.ndarray = field(init=False)  # I clicks per world item
 
     def __post_init__(self) -> None:
         self.hist_items = np.zeros((self.users, self.length), np.int64)
         self.hist_ts = np.zeros((self.users, self.length), np.float64)
+        self.shown = np.zeros(self.items, np.int64)
+        self.clicked = np.zeros(self.items, np.int64)
 
     def remember(self, users: np.ndarray, items: np.ndarray, ts_s: np.ndarray) -> None:
         """Append clicks (in time order) to the users' histories, keeping the newest L."""
@@ -122,6 +137,32 @@ class _Universe:
                 row_items[:-1], row_ts[:-1] = row_items[1:].copy(), row_ts[1:].copy()
                 count -= 1
             row_items[count], row_ts[count] = item + 1, ts
+
+
+def _features(
+    world: MediaWorld,
+    universe: _Universe,
+    items: np.ndarray,
+    ts_s: np.ndarray,
+    hist_items: np.ndarray,
+) -> np.ndarray:
+    """``N x 3`` float64 :data:`LOOP_FEATURES` of rows, from what the policy could know then.
+
+    Args:
+        world: The world (publish times and categories are catalog facts).
+        universe: The policy's universe (its item counters so far).
+        items: ``N`` world item indices.
+        ts_s: ``N`` request times, epoch seconds.
+        hist_items: ``N x L`` the users' click histories (world item index + 1, 0 pad).
+    """
+    age_hours = np.maximum(ts_s * 1000.0 - world.item_publish_ms[items], 0.0) / 3_600_000.0
+    prior_clicks, prior_shown = CTR_PRIOR
+    ctr = (universe.clicked[items] + prior_clicks) / (universe.shown[items] + prior_shown)
+    real = hist_items > 0
+    hist_category = world.item_category[np.maximum(hist_items - 1, 0)]
+    same = (hist_category == world.item_category[items][:, None]) & real
+    affinity = same.sum(axis=1) / (real.sum(axis=1) + 1.0)
+    return np.stack([age_hours, ctr, affinity], axis=1)
 
 
 def _world(params: LoopParams, seed: int) -> MediaWorld:
@@ -138,21 +179,23 @@ def _world(params: LoopParams, seed: int) -> MediaWorld:
 def _encode(
     world: MediaWorld,
     maps: dict[str, np.ndarray],
-    recent_length: int,
+    featurizer: Any,
     rows: dict[str, np.ndarray],
 ):
-    """Model inputs from the loop's own arrays (no dense features; ids, sequence, graph).
+    """Model inputs from the loop's own arrays (ids, sequence, graph, :data:`LOOP_FEATURES`).
 
     Args:
         world: The world (item domains).
         maps: World user/item/category/creator index -> the featurizer's ids.
-        recent_length: The featurizer's recent window.
+        featurizer: The ranker's featurizer (recent window, dense standardisation).
         rows: ``user``, ``item`` (world indices), ``ts`` (epoch s), ``hist_items`` (world item
-            index + 1, 0 pad) and ``hist_ts`` per row; optional ``request``, ``position``,
-            ``clicked``, ``propensity`` (defaults: one request per row, slot 1, 0, 1).
+            index + 1, 0 pad), ``hist_ts`` and ``dense`` (``N x 3``, :func:`_features`) per
+            row; optional ``request``, ``position``, ``clicked``, ``propensity`` (defaults: one
+            request per row, slot 1, 0, 1).
     """
     from training.featurize import Encoded, recent_tail
 
+    recent_length = featurizer.recent_length
     users, items, n = rows["user"], rows["item"], len(rows["user"])
     hist = rows["hist_items"]
     long_item = np.where(hist > 0, maps["item"][np.maximum(hist - 1, 0)], 0)
@@ -168,7 +211,7 @@ def _encode(
         domain=world.item_domain_idx[items].astype(np.int64) + 1,
         position=rows.get("position", np.ones(n, np.int64)).astype(np.int64),
         user_dense=np.zeros((n, 0), np.float32),
-        item_dense=np.zeros((n, 0), np.float32),
+        item_dense=featurizer.item_dense(dict(zip(LOOP_FEATURES, rows["dense"].T, strict=True))),
         long_item=long_item,
         long_gap=long_gap,
         recent_item=recent_item,
@@ -214,6 +257,7 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
             "item_id": world.item_ids[items],
             "clicked": logs["clicked"],
             "domain": [DOMAINS[d].value for d in world.item_domain_idx[items]],
+            **dict(zip(LOOP_FEATURES, logs["dense"].T, strict=True)),
         }
     )
     train = params.train
@@ -222,7 +266,7 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
         catalog,
         friends,
         user_feature_names=[],
-        item_feature_names=[],
+        item_feature_names=list(LOOP_FEATURES),
         graph=GraphConfig(),
         long_length=train.long_length,
         recent_length=min(train.recent_length, train.long_length),
@@ -235,7 +279,7 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
         "creator": featurizer.creators.ids(catalog["creator_id"]),
     }
     universe.stats["maps"] = maps
-    encoded = _encode(world, maps, featurizer.recent_length, logs)
+    encoded = _encode(world, maps, featurizer, logs)
     cut = now_s - train.valid_hours * 3600
     is_valid = logs["ts"] >= cut
     split = {
@@ -277,16 +321,18 @@ def _score(world, universe, users, cand, ts_s, want_hidden: bool):
 
     model, featurizer, temperature = universe.model
     r, c = cand.shape
+    hist_items = np.repeat(universe.hist_items[users], c, axis=0)
     encoded = _encode(
         world,
         universe.stats["maps"],
-        featurizer.recent_length,
+        featurizer,
         {
             "user": np.repeat(users, c),
             "item": cand.ravel(),
             "ts": np.repeat(ts_s, c),
-            "hist_items": np.repeat(universe.hist_items[users], c, axis=0),
+            "hist_items": hist_items,
             "hist_ts": np.repeat(universe.hist_ts[users], c, axis=0),
+            "dense": _features(world, universe, cand.ravel(), np.repeat(ts_s, c), hist_items),
             "request": np.repeat(np.arange(1, r + 1, dtype=np.int64), c),
         },
     )
@@ -310,7 +356,8 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
     generator = HourGenerator(world, seed)
     logging = world.config.logging_policy
     universes = {
-        name: _Universe(name, params.users, params.train.long_length) for name in params.policies
+        name: _Universe(name, params.users, params.train.long_length, items=len(world.item_ids))
+        for name in params.policies
     }
     end = params.start + timedelta(days=params.days)
     hours = list(hours_between(params.start, end))
@@ -375,21 +422,26 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                 p_click = examination[None, :] * np.take_along_axis(relevance, chosen, axis=1)
                 clicked = uniforms < p_click
                 _account(totals[name], day_acc[name], domain.value, clicked, p_click)
+                hist_items = np.repeat(universe.hist_items[users], params.slate_size, axis=0)
+                row_ts = np.repeat(ts_s, params.slate_size)
+                # The values the ranker was served with: counters as they were before this round.
+                dense = _features(world, universe, shown.ravel(), row_ts, hist_items)
+                np.add.at(universe.shown, shown.ravel(), 1)
+                np.add.at(universe.clicked, shown[clicked], 1)
                 universe.logs.append(
                     {
                         "user": np.repeat(users, params.slate_size),
                         "item": shown.ravel(),
-                        "ts": np.repeat(ts_s, params.slate_size),
+                        "ts": row_ts,
                         "request": np.repeat(
                             hour_index * 10_000_000 + req.index.to_numpy(), params.slate_size
                         ),
                         "position": np.tile(positions, len(users)),
                         "propensity": propensity.ravel(),
                         "clicked": clicked.ravel(),
-                        "hist_items": np.repeat(
-                            universe.hist_items[users], params.slate_size, axis=0
-                        ),
+                        "hist_items": hist_items,
                         "hist_ts": np.repeat(universe.hist_ts[users], params.slate_size, axis=0),
+                        "dense": dense,
                     }
                 )
                 if universe.bandit is not None and "hidden" in universe.stats:

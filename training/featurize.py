@@ -482,6 +482,25 @@ class Featurizer:
             creator = np.where(from_row > PAD, from_row, creator)
         return item, category, creator
 
+    def item_dense(self, values: Any) -> np.ndarray:
+        """``N x F_i`` float32 standardised item columns from arrays of raw values.
+
+        Args:
+            values: Column name -> ``N`` values (numbers for scalar columns, vectors for
+                vector columns); a column it lacks is missing (NaN) on every row.
+        """
+        rows = len(next(iter(values.values()))) if values else 0
+        cells = []
+        for column in self.item_columns:
+            if column.name in values:
+                cell = np.asarray(values[column.name])
+                cells.append((column, cell.astype(np.float64) if not column.width else cell))
+            elif column.width:
+                cells.append((column, np.full(rows, None, dtype=object)))
+            else:
+                cells.append((column, np.full(rows, np.nan)))
+        return self._standardise(cells, rows)
+
     def encode_items(self, frame: pd.DataFrame) -> ItemPart:
         """The candidates' side of a request's rows, straight from online item rows.
 

@@ -56,3 +56,29 @@ def test_ope_runs_on_the_bandits_own_logs(report: dict) -> None:
     assert set(ope["estimates"]) >= {"ips", "snips", "dm", "dr"}
     for estimate in ope["estimates"].values():
         assert math.isfinite(estimate["value"]) and estimate["ci_low"] <= estimate["ci_high"]
+
+
+def test_loop_features_are_what_the_policy_could_know() -> None:
+    import numpy as np
+
+    from policy.loop import CTR_PRIOR, LOOP_FEATURES, _features, _Universe, _world
+
+    params = LoopParams(days=1, users=20, items=300, shock_day=None)
+    world = _world(params, seed=0)
+    universe = _Universe("greedy", 20, 4, items=len(world.item_ids))
+    items = np.asarray([0, 1, 2])
+    same = np.flatnonzero(world.item_category == world.item_category[0])[:2]
+    assert len(same) == 2
+    other = np.flatnonzero(world.item_category != world.item_category[0])[0]
+    hist = np.asarray([[same[0] + 1, same[1] + 1, other + 1, 0]] * 3)  # 2 of 3 clicks in cat(0)
+    ts = world.item_publish_ms[items] / 1000.0 + np.asarray([0.0, 3600.0, 7200.0])
+    universe.shown[1], universe.clicked[1] = 80, 9
+    features = _features(world, universe, items, ts, hist)
+    assert LOOP_FEATURES == ("age_hours", "item_ctr", "category_affinity")
+    np.testing.assert_allclose(features[:, 0], [0.0, 1.0, 2.0])
+    prior_clicks, prior_shown = CTR_PRIOR
+    assert features[0, 1] == prior_clicks / prior_shown
+    assert features[1, 1] == (9 + prior_clicks) / (80 + prior_shown)
+    assert features[0, 2] == 2 / (3 + 1)
+    empty = _features(world, universe, items[:1], ts[:1], np.zeros((1, 4), np.int64))
+    assert empty[0, 2] == 0.0
