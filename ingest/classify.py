@@ -101,42 +101,18 @@ def _spark_read_type(field: Field):
 
 
 def timestamp_micros(text: Column) -> Column:
-    """Epoch microseconds of a string matching the fast path's timestamp grammar.
+    """Epoch microseconds of a string matching the fast path's timestamp grammar, else null.
 
-    The string must match ``_TIMESTAMP`` (the fast path's regular expression guarantees it),
-    so every part sits at a known position: ``YYYY-MM-DDTHH:MM:SS`` in characters 1-19, an
-    optional ``.ffffff`` fraction, then ``Z`` or a ``+HH:MM``/``-HH:MM`` offset. Reading the
-    parts by position with ``substring`` and building the instant with
-    ``try_make_timestamp`` costs a fraction of a date-time formatter and regular
-    expressions per row. Impossible dates and times (Feb 30, hour 24, minute or second 60)
-    give null, as ``fromisoformat`` rejects them; offsets beyond 23:59 give null and are left
-    to Python.
+    Under the grammar (``YYYY-MM-DDTHH:MM:SS[.ffffff]`` then ``Z`` or ``+HH:MM``/``-HH:MM``,
+    which the fast path's regular expression guarantees) Spark's own string-to-timestamp
+    cast reads the same instant as ``fromisoformat`` and is the cheapest parser Spark has.
+    It gives null for impossible dates and times (Feb 30, hour 24, minute or second 60),
+    as ``fromisoformat`` rejects them, and for offsets beyond +-18:00, which Python may
+    accept: null only sends the line to the Python fallback, never to quarantine.
     """
     from pyspark.sql import functions as F
 
-    def part(position: int, length: int) -> Column:
-        return F.substring(text, position, length).cast("int")
-
-    utc = F.substring(text, -1, 1) == "Z"
-    offset_length = F.when(utc, F.lit(1)).otherwise(F.lit(6))
-    seconds = part(18, 2)
-    local = F.try_make_timestamp(
-        part(1, 4), part(6, 2), part(9, 2), part(12, 2), part(15, 2), seconds, F.lit("UTC")
-    )
-    digits = F.substring(text, F.lit(21), F.length(text) - 20 - offset_length)
-    fraction = F.when(
-        F.substring(text, 20, 1) == ".", F.rpad(digits, 6, "0").cast("long")
-    ).otherwise(F.lit(0).cast("long"))
-    offset = F.substring(text, -6, 6)
-    offset_hours = F.substring(offset, 2, 2).cast("long")
-    offset_minutes = F.substring(offset, 5, 2).cast("long")
-    sign = F.when(F.substring(offset, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
-    offset_micros = F.when(utc, F.lit(0).cast("long")).otherwise(
-        sign * (offset_hours * 3600 + offset_minutes * 60) * F.lit(1_000_000).cast("long")
-    )
-    offset_ok = utc | ((offset_hours <= 23) & (offset_minutes <= 59))
-    valid = local.isNotNull() & (seconds <= 59) & offset_ok
-    return F.when(valid, F.unix_micros(local) + fraction - offset_micros)
+    return F.unix_micros(text.try_cast("timestamp"))
 
 
 def _value_ok(field: Field, value: Column) -> Column:

@@ -201,7 +201,7 @@ def build_interactions(
 
     staging = staging_dir(curated_root)
     try:
-        write_parquet(interactions, staging / INTERACTIONS, ["domain"])
+        write_parquet(interactions, staging / INTERACTIONS, ["domain"], ["event_id"])
         if unattributed is not None:
             write_parquet(unattributed, staging / "quarantine", [])
         else:

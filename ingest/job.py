@@ -15,6 +15,10 @@ Every output is written to ``_staging/<run id>/`` first and renamed into place o
 the reconciliation holds, so a killed or failed run leaves the previous output intact.
 Files get deterministic names and rows a deterministic order: a rerun on the same landing
 partition writes byte-identical Parquet.
+
+Cost (``docs/ingest.md``): the lines are read and classified once, into a batch cache; the
+counts, the duplicate check and the curated write read that cache. When every line takes
+the native fast path and no id repeats, the curated write needs no shuffle.
 """
 
 from __future__ import annotations
@@ -151,6 +155,15 @@ def _partition_start():
 
     days = F.unix_date(F.to_date(F.col("date"))).cast("long")
     return (days * 24 + F.col("hour").cast("long")) * F.lit(_HOUR_MICROS)
+
+
+def _landing_files(directory: Path) -> list[Path]:
+    """The files Spark reads in a landing partition (it skips names starting ``_`` or ``.``)."""
+    return [
+        path
+        for path in directory.iterdir()
+        if path.is_file() and not path.name.startswith(("_", "."))
+    ]
 
 
 def _read_landing(
@@ -394,21 +407,26 @@ def ingest_hours(
         kept, duplicates = _deduplicated(
             spark, valid, earlier, lookback_hours(params.allowed_lateness)
         )
+        # Without a shuffle, the rows of an hour stay in the Spark partition that read its
+        # file (a gzip file is never split), which writes that hour's output alone. That
+        # needs one file per landing partition, as the simulator and importers write them,
+        # and every curated row coming straight from the fast path.
+        reshuffled = (
+            rescued > 0
+            or kept is not valid
+            or any(len(_landing_files(directory)) != 1 for directory in landing_dirs)
+        )
         for name in timestamps:
             kept = kept.withColumn(name, F.timestamp_micros(name))
 
         writers = min(len(hours), 4 * spark.sparkContext.defaultParallelism)
         partition_by = ["domain"] if has_domain(source) else []
         curated = _with_hour_columns(kept).select(*columns, "date", "hour")
-        if rescued or kept is not valid:
-            # Rows of one hour now sit in several Spark partitions (the fallback's, or the
-            # deduplication's join): gather each hour into one writer.
+        if reshuffled:
+            # Gather each hour's rows into one writer: one file per output directory.
             curated = curated.repartition(writers, "date", "hour")
-        # Otherwise no shuffle: a gzip file is never split, so all of an hour's lines (one
-        # file, as the simulator and importers land them) are in one Spark partition, which
-        # writes that hour's file(s) alone.
         curated = curated.sortWithinPartitions("date", "hour", *partition_by, "event_id")
-        write_parquet(curated, staging / "curated", ["date", "hour", *partition_by])
+        write_parquet(curated, staging / "curated", ["date", "hour", *partition_by], ["event_id"])
         if by_reason:
             quarantine = (
                 _with_hour_columns(fallback.where(F.col(REASON).isNotNull()))

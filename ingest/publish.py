@@ -9,6 +9,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,9 +20,28 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-def write_parquet(frame: DataFrame, directory: Path, partition_by: list[str]) -> None:
-    """One file per output directory, rows sorted, deterministic file names, no side files."""
+def write_parquet(
+    frame: DataFrame,
+    directory: Path,
+    partition_by: list[str],
+    unique_columns: Sequence[str] = (),
+) -> None:
+    """Write ``frame`` as Parquet under ``directory``: deterministic file names, no side files.
+
+    Each Spark partition writes one file per output directory it holds rows of; callers
+    sort rows within partitions so reruns write byte-identical files.
+
+    Args:
+        frame: Rows to write.
+        directory: Output directory (replaced).
+        partition_by: Columns that become ``name=value`` subdirectories.
+        unique_columns: Columns whose values are all distinct (``event_id``): written
+            without dictionary encoding, which Parquet would build per row group only to
+            abandon it.
+    """
     writer = frame.write.mode("overwrite")
+    for column in unique_columns:
+        writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.parquet(str(directory))

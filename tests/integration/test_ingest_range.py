@@ -121,3 +121,33 @@ def test_bad_ranges_are_refused(spark, landing: Path, tmp_path: Path):
         ingest_range(spark, landing, tmp_path, START + timedelta(minutes=5), END, PARAMS)
     with pytest.raises(ValueError, match="hours_per_batch"):
         ingest_range(spark, landing, tmp_path, START, END, PARAMS, hours_per_batch=0)
+
+
+def test_clean_batch_is_written_without_a_shuffle_and_equals_hour_by_hour(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every line on the fast path, one file per hour: no repartition, same bytes as alone."""
+    from pyspark.sql import DataFrame
+
+    config = SimulatorConfig(users=200, items=200)
+    simulate(config, 7, START, END, tmp_path / "landing", tmp_path / "sidecar")
+    landing = tmp_path / "landing"
+    hours = range_hours(START, END)
+    alone = tmp_path / "alone"
+    for hour in hours:
+        for source in SOURCES:
+            ingest_partition(spark, landing, alone, source, hour, PARAMS)
+
+    def no_shuffle(*args, **kwargs):
+        raise AssertionError("a clean batch must not be repartitioned")
+
+    monkeypatch.setattr(DataFrame, "repartition", no_shuffle)
+    together = tmp_path / "together"
+    result = ingest_range(
+        spark, landing, together, START, END, PARAMS, sources=SOURCES, interactions=False
+    )
+    assert result.quarantined == result.duplicates_dropped == 0
+    assert result.records_read == result.curated > 0
+    assert snapshot(together) == snapshot(alone)
+    ingest_range(spark, landing, together, START, END, PARAMS, sources=SOURCES, interactions=False)
+    assert snapshot(together) == snapshot(alone)
