@@ -310,9 +310,46 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
     universe.bandit = NeuralLinearUCB(
         hidden_dim, [d.value for d in DOMAINS], alpha=params.exploration.ucb_alpha
     )
+    if universe.name in ("bandit", "bandit_unweighted"):
+        _refit_posterior(universe.bandit, model, featurizer, encoded, world, items, logs)
     universe.stats.setdefault("retrains", []).append(
-        {"rows": len(encoded), "valid_auc": result.history[result.best_epoch - 1].valid_auc}
+        {
+            "rows": len(encoded),
+            "valid_auc": result.history[result.best_epoch - 1].valid_auc,
+            "posterior_rows": sum(universe.bandit.observations.values()),
+        }
     )
+
+
+def _refit_posterior(
+    bandit: NeuralLinearUCB,
+    model: Any,
+    featurizer: Any,
+    encoded: Any,
+    world: MediaWorld,
+    items: np.ndarray,
+    logs: dict[str, np.ndarray],
+    chunk: int = 8192,
+) -> None:
+    """Fit the new posterior on every logged impression, in the retrained hidden space.
+
+    Neural-linear (Riquelme et al. 2018): after the representation is retrained, the linear
+    posterior is recomputed on all past data. A posterior started empty would give every
+    candidate a wide bonus after each retrain, and the policy would explore blindly for a day.
+    """
+    import torch
+
+    model.eval()
+    domains = world.item_domain_idx[items]
+    with torch.inference_mode():
+        for start in range(0, len(encoded), chunk):
+            rows = np.arange(start, min(start + chunk, len(encoded)))
+            hidden = model.hidden(featurizer.batch(encoded, rows)).numpy().astype(np.float64)
+            for d_idx, domain in enumerate(DOMAINS):
+                mine = domains[rows] == d_idx
+                if mine.any():
+                    reward = logs["clicked"][rows][mine].astype(float)
+                    bandit.update(domain.value, hidden[mine], reward)
 
 
 def _score(world, universe, users, cand, ts_s, want_hidden: bool):

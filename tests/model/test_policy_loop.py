@@ -82,3 +82,12 @@ def test_loop_features_are_what_the_policy_could_know() -> None:
     assert features[0, 2] == 2 / (3 + 1)
     empty = _features(world, universe, items[:1], ts[:1], np.zeros((1, 4), np.int64))
     assert empty[0, 2] == 0.0
+
+
+def test_the_bandit_posterior_is_refit_on_every_logged_impression_after_a_retrain(
+    report: dict,
+) -> None:
+    for name in ("bandit", "bandit_unweighted"):
+        retrains = report["policies"][name]["retrains"]
+        assert retrains and all(r["posterior_rows"] == r["rows"] for r in retrains)
+    assert all(r["posterior_rows"] == 0 for r in report["policies"]["greedy"]["retrains"])
