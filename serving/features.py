@@ -4,8 +4,9 @@ and the candidates' item rows, from Feast's online store.
 Two readers, one interface (:class:`OnlineFeatures`):
 
 - :class:`RedisOnlineFeatures` (``MUMA_REDIS_URL`` set): :class:`feature_repo.online.
-  RedisFeatureReader` plans, with the user, the friends and the items each read in one
-  pipelined round trip straight from Feast's Redis layout;
+  RedisFeatureReader` plans, with the user and the friends, then the items, each read in one
+  pre-packed request (:class:`feature_repo.online.RawPipeline`) straight from Feast's Redis
+  layout;
 - :class:`FeastOnlineFeatures` (no Redis): ``FeatureStore.get_online_features`` on the
   embedded SQLite store (slow, for development and small deployments).
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.config import FeaturesParams
-from feature_repo.online import RedisFeatureReader, ViewSpec
+from feature_repo.online import RawPipeline, RedisFeatureReader, ViewSpec
 from feature_repo.realtime import (
     LAST_CLICK_ITEM,
     LAST_CLICK_TS,
@@ -205,6 +206,7 @@ class RedisOnlineFeatures:
             spec.view for spec in self.user_plan.views if spec.view != realtime.name
         ]
         self.friend_items = friend_items
+        self.raw = RawPipeline(client)
 
     def _execute(self, pipe: Any) -> list:
         import redis
@@ -214,13 +216,18 @@ class RedisOnlineFeatures:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
             raise FeatureStoreDown(f"Redis: {error}") from None
 
+    def _send(self, commands: list[bytes]) -> list:
+        """Pre-packed ``HMGET`` commands in one request (:class:`RawPipeline`); their replies."""
+        import redis
+
+        try:
+            return self.raw.execute(b"".join(commands), len(commands))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
+            raise FeatureStoreDown(f"Redis: {error}") from None
+
     def read_user(self, user_id: str, friends: Sequence[str]) -> tuple[UserRow, FriendsRecent]:
-        pipe = self.client.pipeline(transaction=False)
-        for key in self.user_plan.keys([user_id]):
-            pipe.hmget(key, self.user_plan.fields)
-        for key in self.friend_plan.keys(list(friends)):
-            pipe.hmget(key, self.friend_plan.fields)
-        replies = self._execute(pipe)
+        commands = self.user_plan.packed([user_id]) + self.friend_plan.packed(list(friends))
+        replies = self._send(commands)
         got = self.user_plan.decode([user_id], replies[:1])
         values: dict[str, Any] = {}
         for index, name in enumerate(got.double_names):
@@ -246,10 +253,7 @@ class RedisOnlineFeatures:
 
     def read_items(self, item_ids: Sequence[str]) -> pd.DataFrame:
         ids = list(item_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for key in self.item_plan.keys(ids):
-            pipe.hmget(key, self.item_plan.fields)
-        replies = self._execute(pipe)
+        replies = self._send(self.item_plan.packed(ids)) if ids else []
         got = self.item_plan.decode(ids, replies)
         frame = got.frame()
         frame.insert(0, ITEM_ID, ids)
