@@ -217,12 +217,16 @@ class RedisOnlineFeatures:
             raise FeatureStoreDown(f"Redis: {error}") from None
 
     def _send(self, commands: list[bytes]) -> list:
-        """Pre-packed ``HMGET`` commands in one request (:class:`RawPipeline`); their replies."""
+        """Pre-packed ``HMGET`` commands in one request (:class:`RawPipeline`); their replies.
+
+        Any Redis failure counts as the store being down: besides connection errors, a
+        restarted server answers ``LOADING`` (an error reply) until its snapshot is loaded.
+        """
         import redis
 
         try:
             return self.raw.execute(b"".join(commands), len(commands))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
+        except (redis.exceptions.RedisError, OSError) as error:
             raise FeatureStoreDown(f"Redis: {error}") from None
 
     def read_user(self, user_id: str, friends: Sequence[str]) -> tuple[UserRow, FriendsRecent]:

@@ -132,6 +132,26 @@ def test_with_redis_down_cached_items_are_served_past_their_ttl(
         assert rows.item[-1] == 1  # unseen and not in the fallback: the unknown item
 
 
+def test_a_redis_still_loading_its_snapshot_gives_degraded_answers(
+    tmp_path: Path, bundles, world, redis_server, helpers
+):
+    import redis
+
+    helpers.fill_online(redis.Redis.from_url(redis_server.url), world)
+    data_root = tmp_path / "data"
+    helpers.promote_dir(data_root, bundles["first"])
+    app = create_app(helpers.settings_for(data_root, redis_server.url), helpers.serve_params())
+    with TestClient(app) as client:
+        reader = client.app.state.service.manager.state.reader
+
+        def loading(payload: bytes, replies: int, raise_errors: bool = True) -> list:
+            raise redis.exceptions.ResponseError("LOADING Redis is loading the dataset in memory")
+
+        reader.raw.execute = loading  # what a restarted server answers until its RDB is read
+        response = client.post("/recommend", json={"user_id": "u5", "k": 3})
+        assert response.status_code == 200 and response.json()["degraded"] is True
+
+
 def test_events_while_redis_is_down_are_kept_and_replayed(
     tmp_path: Path, bundles, redis_server, helpers
 ):
