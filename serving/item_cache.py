@@ -84,13 +84,11 @@ class ItemCache:
     """Encoded candidate items by item token, each entry kept ``ttl_seconds``.
 
     Args:
-        featurizer: The bundle's featurizer (encodes the rows).
         ttl_seconds: Age after which an entry is read again (0: no caching).
         max_items: Bound on the entries; when reached, the cache starts over.
     """
 
-    def __init__(self, featurizer: Featurizer, ttl_seconds: float, max_items: int) -> None:
-        self.featurizer = featurizer
+    def __init__(self, ttl_seconds: float, max_items: int) -> None:
         self.ttl_seconds = ttl_seconds
         self.max_items = max_items
         self._lock = threading.Lock()

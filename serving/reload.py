@@ -152,9 +152,7 @@ class ModelManager:
         reader = self.make_reader(bundle)
         index = CandidateIndex.build(bundle.featurizer, self._guarded_items(reader), self.params)
         bandits = self._bandits(bundle, encoder) if self.params.policy == "bandit" else None
-        items = ItemCache(
-            encoder.featurizer, self.params.item_cache_seconds, self.params.item_cache_items
-        )
+        items = ItemCache(self.params.item_cache_seconds, self.params.item_cache_items)
         return ModelState(bundle, Path(path), reader, index, encoder, items, bandits)
 
     def _guarded_items(self, reader: OnlineFeatures) -> Callable:

@@ -72,15 +72,22 @@ def _stored_news_clicks(url: str, project: str, user: str, half_life: float) -> 
     return float(frame["rt_news_clicks"].iloc[0])
 
 
-def test_redis_down_gives_degraded_answers_and_recovers(
-    tmp_path: Path, bundles, world, redis_server, helpers
-):
+def _app_on_filled_redis(tmp_path: Path, bundles, world, redis_server, helpers):
+    """The API with the first bundle as champion, on the test Redis filled with the world."""
     import redis
 
     helpers.fill_online(redis.Redis.from_url(redis_server.url), world)
     data_root = tmp_path / "data"
     helpers.promote_dir(data_root, bundles["first"])
-    app = create_app(helpers.settings_for(data_root, redis_server.url), helpers.serve_params())
+    return create_app(helpers.settings_for(data_root, redis_server.url), helpers.serve_params())
+
+
+def test_redis_down_gives_degraded_answers_and_recovers(
+    tmp_path: Path, bundles, world, redis_server, helpers
+):
+    import redis
+
+    app = _app_on_filled_redis(tmp_path, bundles, world, redis_server, helpers)
     with TestClient(app) as client:
         assert client.post("/recommend", json={"user_id": "u5"}).json()["degraded"] is False
         redis_server.stop()
@@ -109,12 +116,8 @@ def test_with_redis_down_cached_items_are_served_past_their_ttl(
     tmp_path: Path, bundles, world, redis_server, helpers
 ):
     import numpy as np
-    import redis
 
-    helpers.fill_online(redis.Redis.from_url(redis_server.url), world)
-    data_root = tmp_path / "data"
-    helpers.promote_dir(data_root, bundles["first"])
-    app = create_app(helpers.settings_for(data_root, redis_server.url), helpers.serve_params())
+    app = _app_on_filled_redis(tmp_path, bundles, world, redis_server, helpers)
     with TestClient(app) as client:
         answer = client.post("/recommend", json={"user_id": "u5", "k": 3}).json()
         service = client.app.state.service
@@ -137,10 +140,7 @@ def test_a_redis_still_loading_its_snapshot_gives_degraded_answers(
 ):
     import redis
 
-    helpers.fill_online(redis.Redis.from_url(redis_server.url), world)
-    data_root = tmp_path / "data"
-    helpers.promote_dir(data_root, bundles["first"])
-    app = create_app(helpers.settings_for(data_root, redis_server.url), helpers.serve_params())
+    app = _app_on_filled_redis(tmp_path, bundles, world, redis_server, helpers)
     with TestClient(app) as client:
         reader = client.app.state.service.manager.state.reader
 

@@ -26,7 +26,7 @@ def _same(left: ItemRows, right: ItemRows) -> None:
 
 
 def test_stored_rows_come_back_in_date_until_the_ttl(encoder, world):
-    cache = ItemCache(encoder.featurizer, ttl_seconds=30.0, max_items=1000)
+    cache = ItemCache(ttl_seconds=30.0, max_items=1000)
     ids = world.catalog["item_id"].head(6).tolist()
     rows = _rows(encoder, world, ids)
     cache.store(ids, rows, now_s=100.0)
@@ -40,7 +40,7 @@ def test_stored_rows_come_back_in_date_until_the_ttl(encoder, world):
 
 
 def test_storing_again_refreshes_the_values_and_the_clock(encoder, world):
-    cache = ItemCache(encoder.featurizer, ttl_seconds=10.0, max_items=1000)
+    cache = ItemCache(ttl_seconds=10.0, max_items=1000)
     ids = world.catalog["item_id"].head(3).tolist()
     cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
     changed = world.catalog.set_index("item_id").reindex(ids).reset_index()
@@ -57,7 +57,7 @@ def test_the_cache_grows_past_its_first_buffer_and_starts_over_at_its_bound(enco
     ids = world.catalog["item_id"].tolist()
     assert len(ids) > 40
     rows = _rows(encoder, world, ids)
-    cache = ItemCache(encoder.featurizer, ttl_seconds=5.0, max_items=len(ids) + 10)
+    cache = ItemCache(ttl_seconds=5.0, max_items=len(ids) + 10)
     for start in range(0, len(ids), 7):
         chunk = np.arange(start, min(start + 7, len(ids)))
         cache.store([ids[i] for i in chunk], rows.take(chunk), now_s=1.0)
@@ -70,7 +70,7 @@ def test_the_cache_grows_past_its_first_buffer_and_starts_over_at_its_bound(enco
 
 
 def test_a_zero_ttl_turns_the_cache_off(encoder, world):
-    cache = ItemCache(encoder.featurizer, ttl_seconds=0.0, max_items=1000)
+    cache = ItemCache(ttl_seconds=0.0, max_items=1000)
     ids = world.catalog["item_id"].head(2).tolist()
     cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
     slots, fresh = cache.lookup(ids, now_s=0.0)
