@@ -6,10 +6,7 @@ so the handshake, a restart and a script flush can be tested without touching an
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from feature_repo.realtime import (
     RedisRealtimeWriter,
     realtime_table,
 )
+from muma.testing.redis_server import PrivateRedisServer
 
 PASSWORD = "raw-pipeline-test"
 DB = 3
@@ -35,55 +33,13 @@ HALF_LIFE = 1.0
 pytestmark = pytest.mark.redis
 
 
-class PrivateRedis:
-    """A password-protected ``redis-server`` without persistence that a test may restart."""
-
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/{DB}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--requirepass", PASSWORD, "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url, socket_timeout=0.2).ping()
-                return
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    private = PrivateRedis(tmp_path)
-    private.start()
-    yield private
-    private.stop()
+def server(tmp_path: Path) -> Iterator[PrivateRedisServer]:
+    with PrivateRedisServer(tmp_path, password=PASSWORD, db=DB) as private:
+        yield private
 
 
-def client_of(server: PrivateRedis) -> redis.Redis:
+def client_of(server: PrivateRedisServer) -> redis.Redis:
     return redis.Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
 
 
@@ -91,7 +47,7 @@ def hmgets(keys: list[bytes], fields: list[bytes]) -> bytes:
     return b"".join(resp_command(b"HMGET", key, *fields) for key in keys)
 
 
-def test_replies_equal_redis_py_after_auth_and_select(server: PrivateRedis) -> None:
+def test_replies_equal_redis_py_after_auth_and_select(server: PrivateRedisServer) -> None:
     client = client_of(server)
     for n in range(50):
         client.hset(f"k{n}".encode(), mapping={b"a": f"{n}".encode(), b"\x00\xff": b"\r\n" * n})
@@ -105,7 +61,7 @@ def test_replies_equal_redis_py_after_auth_and_select(server: PrivateRedis) -> N
     assert redis.Redis(port=server.port, password=PASSWORD, db=0).dbsize() == 0
 
 
-def test_error_replies_raise_and_the_socket_stays_usable(server: PrivateRedis) -> None:
+def test_error_replies_raise_and_the_socket_stays_usable(server: PrivateRedisServer) -> None:
     client = client_of(server)
     client.set(b"plain", b"x")
     client.hset(b"hash", b"f", b"v")
@@ -119,13 +75,13 @@ def test_error_replies_raise_and_the_socket_stays_usable(server: PrivateRedis) -
 
 
 def test_a_restart_is_survived_and_a_dead_server_is_a_connection_error(
-    server: PrivateRedis,
+    server: PrivateRedisServer,
 ) -> None:
     client = client_of(server)
     raw = RawPipeline(client)
     client.hset(b"h", b"f", b"1")
     assert raw.execute(hmgets([b"h"], [b"f"]), 1) == [[b"1"]]
-    server.stop()
+    server.kill()
     with pytest.raises(redis.exceptions.ConnectionError):
         raw.execute(hmgets([b"h"], [b"f"]), 1)
     server.start()
@@ -134,7 +90,7 @@ def test_a_restart_is_survived_and_a_dead_server_is_a_connection_error(
     assert raw.execute(hmgets([b"h"], [b"f"]), 1) == [[b"2"]]
 
 
-def test_concurrent_callers_get_their_own_answers(server: PrivateRedis) -> None:
+def test_concurrent_callers_get_their_own_answers(server: PrivateRedisServer) -> None:
     client = client_of(server)
     for n in range(200):
         client.hset(f"k{n}".encode(), b"f", f"{n}".encode())
@@ -157,7 +113,7 @@ def test_concurrent_callers_get_their_own_answers(server: PrivateRedis) -> None:
     assert failures == []
 
 
-def test_the_writer_reloads_its_script_and_keeps_the_guard(server: PrivateRedis) -> None:
+def test_the_writer_reloads_its_script_and_keeps_the_guard(server: PrivateRedisServer) -> None:
     client = client_of(server)
     table = realtime_table(HALF_LIFE)
     reader = RedisFeatureReader(client, "rawtest", {"user_id": [ViewSpec.from_table(table)]})

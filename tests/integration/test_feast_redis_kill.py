@@ -24,6 +24,7 @@ from feature_repo.config import FeaturesParams
 from feature_repo.store import FeastParams, apply, materialize
 from feature_repo.tables import USER_ID, USER_STATS, Dtype, feature_tables, partition_dir
 from muma.settings import Settings
+from muma.testing.redis_server import PrivateRedisServer
 
 pytestmark = [
     pytest.mark.reliability,
@@ -81,11 +82,7 @@ def test_redis_killed_during_materialisation_then_the_rerun_loads_everything(
 ):
     import redis
 
-    from bench.bench_serving import RedisProcess
-
-    server = RedisProcess(tmp_path)
-    server.start()
-    try:
+    with PrivateRedisServer(tmp_path) as server:
         settings = Settings(data_root=tmp_path / "data", redis_url=server.url)
         feast = FeastParams(project="reliability_materialise", materialize_engine="feast")
         _write_tables(settings.data_root)
@@ -135,5 +132,3 @@ def test_redis_killed_during_materialisation_then_the_rerun_loads_everything(
                 "rerun_rows": rerun.rows,
             },
         )
-    finally:
-        server.kill()

@@ -4,15 +4,12 @@ in a private Redis, and settings pointing at both.
 The bundle is fitted on synthetic feature-store rows (no Spark, no training: the weights are
 the seeded initial ones), as in ``tests/model/test_featurize_bundle.py``; two seeds give two
 versions for hot-reload tests. Redis is a private ``redis-server`` on a free port, started
-by the fixture so a test can stop and restart it.
+by the fixture so a test can kill and restart it.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +25,7 @@ from feature_repo.config import FeaturesParams
 from feature_repo.store import FeastParams
 from feature_repo.tables import ITEM_STATS, USER_SEQUENCE, USER_SOCIAL, USER_STATS, feature_tables
 from muma.settings import Settings
+from muma.testing.redis_server import PrivateRedisServer
 from serving.config import CandidateParams, ServeParams
 from training.bundle import ModelBundle, build_model
 from training.config import TrainParams
@@ -208,66 +206,11 @@ def promote_dir(data_root: Path, bundle_dir: Path) -> str:
 
 
 # --------------------------------------------------------------------------------- Redis
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A private ``redis-server`` (no persistence) that tests may stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_timeout=0.2).ping()
-                return
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedisServer]:
+    """A private ``redis-server`` (no persistence) that a test may kill and start again."""
+    with PrivateRedisServer(tmp_path) as server:
+        yield server
 
 
 FEAST = FeastParams(project="serving_test")

@@ -90,7 +90,7 @@ def test_redis_down_gives_degraded_answers_and_recovers(
     app = _app_on_filled_redis(tmp_path, bundles, world, redis_server, helpers)
     with TestClient(app) as client:
         assert client.post("/recommend", json={"user_id": "u5"}).json()["degraded"] is False
-        redis_server.stop()
+        redis_server.kill()
         for user in ("u5", "u6", "nobody"):
             response = client.post("/recommend", json={"user_id": user, "k": 4})
             assert response.status_code == 200
@@ -126,7 +126,7 @@ def test_with_redis_down_cached_items_are_served_past_their_ttl(
         slots, fresh = state.items.lookup(shown, time.time())
         assert fresh.all(), "the request's candidates were not cached"
         before = state.items.rows(slots)
-        redis_server.stop()
+        redis_server.kill()
         later = time.time() + 10 * service.params.item_cache_seconds
         rows, degraded = service._item_rows(state, [*shown, "never-seen"], later, None, False)
         assert degraded is True
@@ -163,7 +163,7 @@ def test_events_while_redis_is_down_are_kept_and_replayed(
     start = time.time() - 3600
     events = _clicks("u7", 8, start)
     with TestClient(app) as client:
-        redis_server.stop()
+        redis_server.kill()
         for event in events:
             response = client.post("/events", json={"events": [event]}, headers=helpers.auth)
             assert response.status_code == 202
@@ -184,7 +184,7 @@ def test_events_spooled_at_shutdown_are_replayed_by_the_next_start(
     settings = helpers.settings_for(data_root, redis_server.url)
     params = helpers.serve_params(spool_memory_events=2)
     events = _clicks("u9", 5, time.time() - 600)
-    redis_server.stop()
+    redis_server.kill()
     with TestClient(create_app(settings, params, feast=helpers.feast)) as client:
         response = client.post("/events", json={"events": events}, headers=helpers.auth)
         assert response.status_code == 202
