@@ -27,13 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import conditions, med, save
+from muma.testing.redis_server import PrivateRedisServer
 
 T0 = datetime(2026, 11, 1, 1, tzinfo=UTC)
 CANDIDATES = 300
@@ -246,44 +243,6 @@ def measure_bare_push(store, updater, repeats: int) -> dict:
     return percentiles(timed(bare_push, repeats))
 
 
-@contextmanager
-def private_redis(*config: str) -> Iterator[str]:
-    """A ``redis-server`` on a free port, without persistence; yields its URL, then kills it.
-
-    Args:
-        config: Extra ``--name value`` arguments (e.g. ``--hash-max-listpack-value 1024``).
-    """
-    import redis
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    with tempfile.TemporaryDirectory(prefix="muma-bench-redis-") as directory:
-        process = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--dir", directory, *config),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    redis.Redis(port=port, socket_timeout=1).ping()
-                    break
-                except redis.exceptions.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.kill()
-            process.wait(timeout=30)
-
-
 def memory_per_entity(client, reader, users: int, items: int, sample: int = 200) -> dict:
     """Median ``MEMORY USAGE`` of sampled keys, three ways for users (see the module doc)."""
     from feature_repo.online import feature_field, redis_client
@@ -303,8 +262,8 @@ def memory_per_entity(client, reader, users: int, items: int, sample: int = 200)
         client.hset(probe, mapping=kept)
         without_sequence.append(client.memory_usage(probe, samples=0))
         client.delete(probe)
-    with private_redis("--hash-max-listpack-value", str(LISTPACK_VALUE_BYTES)) as url:
-        listpack = redis_client(url)
+    with PrivateRedisServer(config={"hash-max-listpack-value": LISTPACK_VALUE_BYTES}) as server:
+        listpack = redis_client(server.url)
         for key in user_keys:
             listpack.restore(key, 0, client.dump(key), replace=True)
         with_listpack = [listpack.memory_usage(key, samples=0) for key in user_keys]
@@ -420,8 +379,8 @@ def main(quick: bool = False, redis_url: str | None = None, runs: int | None = N
     else:
         runs = []
         for _ in range(count):
-            with private_redis() as url:
-                runs.append(run_once(url, users, items, repeats, 5_000 if quick else 20_000))
+            with PrivateRedisServer() as server:
+                runs.append(run_once(server.url, users, items, repeats, 5_000 if quick else 20_000))
     load_after = os.getloadavg()[0]
 
     def pick(*path: str) -> float:

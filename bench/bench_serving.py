@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import conditions, save
+from muma.testing.redis_server import PrivateRedisServer
 
 TOKEN = "bench-serving-token"
 PROJECT = "bench_serving"
@@ -179,56 +180,6 @@ def fill_redis(url: str, users: pd.DataFrame, catalog: pd.DataFrame, tables: dic
         write_rows(client, PROJECT, table, frame, T0, batch=5000)
     client.save()
     return time.perf_counter() - began
-
-
-class RedisProcess:
-    """A private redis-server that keeps an RDB snapshot, so a restart comes back with data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--dbfilename",
-                "dump.rdb",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-            self.process = None
 
 
 # ------------------------------------------------------------------------------ the server
@@ -408,7 +359,7 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
     import yaml
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    redis_server = RedisProcess(work)
+    redis_server = PrivateRedisServer(work, ready_timeout_s=120)  # 100k users load slowly
     server = None
     try:
         redis_server.start()

@@ -29,6 +29,7 @@ import yaml
 
 from bench import bench_serving as serving
 from bench.common import conditions
+from muma.testing.redis_server import PrivateRedisServer
 
 TARGET_RECOMMEND_P99_MS = 25.0
 TARGET_EVENTS_P99_MS = 5.0
@@ -49,7 +50,7 @@ def run_load(
     if clients < 2:
         raise ValueError("need at least 2 clients: one for /recommend, one for /events")
     work = Path(tempfile.mkdtemp(prefix="muma-reliability-load-"))
-    redis_server = serving.RedisProcess(work)
+    redis_server = PrivateRedisServer(work, ready_timeout_s=120)
     server = None
     try:
         redis_server.start()
