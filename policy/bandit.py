@@ -46,11 +46,22 @@ class NeuralLinearUCB:
         self._covariance[domain] = np.linalg.inv(self.precision[domain])
         self.observations[domain] += len(hidden)
 
-    def bonus(self, domain: str, hidden: np.ndarray) -> np.ndarray:
-        """``... x D`` features -> ``...`` bonuses ``alpha * sqrt(h^T A^-1 h)``."""
+    def width(self, domain: str, hidden: np.ndarray) -> np.ndarray:
+        """``... x D`` features -> ``...`` posterior widths ``sqrt(h^T A^-1 h)``."""
         self._check(domain, hidden)
         quad = np.einsum("...d,de,...e->...", hidden, self._covariance[domain], hidden)
-        return self.alpha * np.sqrt(np.maximum(quad, 0.0))
+        return np.sqrt(np.maximum(quad, 0.0))
+
+    def bonus(self, domain: str, hidden: np.ndarray) -> np.ndarray:
+        """``... x D`` features -> ``...`` bonuses ``alpha * sqrt(h^T A^-1 h)``."""
+        return self.alpha * self.width(domain, hidden)
+
+    def sample_direction(self, domain: str, rng: np.random.Generator) -> np.ndarray:
+        """A ``D`` draw ``theta ~ N(0, A^-1)``: the posterior's spread around its mean."""
+        if domain not in self.precision:
+            raise KeyError(f"unknown domain {domain!r}; known: {sorted(self.precision)}")
+        factor = np.linalg.cholesky(self._covariance[domain])  # D x D, L L^T = A^-1
+        return factor @ rng.standard_normal(self.dim)
 
     def mean_reward(self, domain: str, hidden: np.ndarray) -> np.ndarray:
         """``... x D`` features -> the posterior mean ``h^T A^-1 b``."""

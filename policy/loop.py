@@ -490,6 +490,11 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                         clicked.ravel().astype(float),
                     )
                 logits = universe.stats.pop("logits", None)
+                if logits is not None:
+                    _add_exploration(
+                        universe.stats.setdefault("explore_day", {}),
+                        exploration_counts(logits, chosen, relevance, examination),
+                    )
                 if name == "bandit" and logits is not None:
                     ope_rows.append(
                         _ope_round(
@@ -521,6 +526,9 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                     }
                 )
                 day_acc[name] = [0, 0, 0.0]
+                explore = universes[name].stats.pop("explore_day", None)
+                if explore:
+                    daily[name][-1]["exploration"] = _exploration_summary(explore)
             if progress:
                 line = ", ".join(f"{n} {daily[n][-1]['expected_ctr']:.4f}" for n in params.policies)
                 print(f"day {day}: expected CTR {line}", flush=True)
@@ -557,6 +565,15 @@ def _choose(
         slates = choose_slates("greedy", logits, k, params.exploration, rng)
     else:
         universe.stats["hidden"], universe.stats["logits"] = hidden, logits
+        day = universe.stats.setdefault("explore_day", {})
+        _add_exploration(
+            day,
+            {
+                "width": float(universe.bandit.width(domain, hidden).sum()),
+                "logit_std": float(logits.std(axis=1).sum() * c),
+                "candidates": float(r * c),
+            },
+        )
         slates = choose_slates(
             "bandit",
             logits,
@@ -568,6 +585,64 @@ def _choose(
             hidden=hidden,
         )
     return slates.chosen, slates.propensity
+
+
+def exploration_counts(
+    logits: np.ndarray, chosen: np.ndarray, relevance: np.ndarray, examination: np.ndarray
+) -> dict[str, float]:
+    """What a round of exploration cost and found, against the ranker's own top-K.
+
+    A shown item is *explored* when it is not in the ranker's top-K by logit (greedy's slate
+    from the same model). Counts are sums so rounds and days add up.
+
+    Args:
+        logits: ``R x C`` the ranker's logits (before any bonus).
+        chosen: ``R x K`` the shown columns, slot order.
+        relevance: ``R x C`` true click probabilities given examination.
+        examination: ``K`` examination probability per slot.
+
+    Returns:
+        ``shown``, ``explored`` (shown items outside the ranker's top-K), ``explored_in_oracle``
+        (of those, in the true top-K), ``exploited_in_oracle`` (shown top-K items in the true
+        top-K), ``expected`` (expected clicks of what was shown) and ``greedy_expected`` (of
+        the ranker's top-K in greedy order).
+    """
+    k = chosen.shape[1]
+    rank_top = np.argsort(-logits, axis=1, kind="stable")[:, :k]  # R x K
+    true_top = np.argsort(-relevance, axis=1, kind="stable")[:, :k]  # R x K
+    in_rank_top = (chosen[:, :, None] == rank_top[:, None, :]).any(axis=2)  # R x K
+    in_true_top = (chosen[:, :, None] == true_top[:, None, :]).any(axis=2)  # R x K
+    shown_relevance = np.take_along_axis(relevance, chosen, axis=1)
+    greedy_relevance = np.take_along_axis(relevance, rank_top, axis=1)
+    return {
+        "shown": float(chosen.size),
+        "explored": float((~in_rank_top).sum()),
+        "explored_in_oracle": float((~in_rank_top & in_true_top).sum()),
+        "exploited_in_oracle": float((in_rank_top & in_true_top).sum()),
+        "expected": float((shown_relevance * examination).sum()),
+        "greedy_expected": float((greedy_relevance * examination).sum()),
+    }
+
+
+def _add_exploration(into: dict[str, float], counts: dict[str, float]) -> None:
+    for key, value in counts.items():
+        into[key] = into.get(key, 0.0) + value
+
+
+def _exploration_summary(counts: dict[str, float]) -> dict[str, float]:
+    """Shares of a day's :func:`exploration_counts`."""
+    shown, explored = counts["shown"], counts["explored"]
+    exploited = shown - explored
+    return {
+        "explored_share": explored / shown,
+        "explored_in_oracle_top_k": counts["explored_in_oracle"] / explored if explored else 0.0,
+        "exploited_in_oracle_top_k": (
+            counts["exploited_in_oracle"] / exploited if exploited else 0.0
+        ),
+        "expected_ctr_vs_own_greedy": counts["expected"] / counts["greedy_expected"] - 1.0,
+        "mean_posterior_width": counts.get("width", 0.0) / counts.get("candidates", 1.0),
+        "mean_logit_std": counts.get("logit_std", 0.0) / counts.get("candidates", 1.0),
+    }
 
 
 def _account(total, day, domain, clicked, p_click) -> None:
@@ -637,8 +712,15 @@ def _report(params, seed, totals, daily, universes, ope_rows, seconds) -> dict[s
         w, u = policies["bandit"]["expected_ctr"], policies["bandit_unweighted"]["expected_ctr"]
         report["debiased_vs_unweighted_relative"] = (w - u) / u if u else None
     if ope_rows:
-        rows = {k: np.concatenate([r[k] for r in ope_rows]) for k in ope_rows[0]}
-        n, c = rows["q_hat"].shape
+        # Rounds may have fewer candidates than policy.loop.candidates (a domain with few
+        # live items): pad the reward model with zeros for columns that were never offered.
+        c = max(r["q_hat"].shape[1] for r in ope_rows)
+        padded = [
+            {**r, "q_hat": np.pad(r["q_hat"], ((0, 0), (0, c - r["q_hat"].shape[1])))}
+            for r in ope_rows
+        ]
+        rows = {k: np.concatenate([r[k] for r in padded]) for k in padded[0]}
+        n = len(rows["q_hat"])
         feedback = LoggedFeedback(
             reward=rows["reward"], action=rows["action"], pscore=rows["pscore"], n_actions=c
         )

@@ -27,6 +27,7 @@ from .slate import (
     mix_uniform,
     plackett_luce_slates,
     softmax_weights,
+    top_m_mask,
 )
 
 PolicyName = Literal["greedy", "epsilon_greedy", "softmax", "bandit"]
@@ -40,6 +41,13 @@ class ExplorationParams(BaseModel):
         epsilon: Share of uniform exploration.
         propensity_floor: Smallest allowed propensity of a shown item (0: none).
         ucb_alpha: Width multiplier of the neural-linear bonus (bandit policy).
+        top_m: The bandit's softmax covers only the ``top_m`` candidates by optimistic score
+            (``None``: all); the others are reached only through ``epsilon`` and the floor.
+        temperature_from_posterior: The bandit's softmax temperature of a row is
+            ``temperature`` times the mean posterior width ``sqrt(h^T A^-1 h)`` of its
+            candidates, so exploration shrinks as evidence accumulates.
+        thompson_scale: Add ``h . theta`` with ``theta ~ N(0, scale^2 A^-1)`` drawn once per
+            call (0: off); propensities are exact given the draw.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +56,9 @@ class ExplorationParams(BaseModel):
     epsilon: float = Field(default=0.05, ge=0, le=1)
     propensity_floor: float = Field(default=0.001, ge=0, lt=1)
     ucb_alpha: float = Field(default=0.5, ge=0)
+    top_m: int | None = Field(default=None, ge=1)
+    temperature_from_posterior: bool = False
+    thompson_scale: float = Field(default=0.0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -93,18 +104,56 @@ def choose_slates(
         chosen, propensity = greedy_slates(logits, slate_size, valid)
     elif policy == "epsilon_greedy":
         chosen, propensity = epsilon_greedy_slates(logits, slate_size, params.epsilon, rng, valid)
-    elif policy in ("softmax", "bandit"):
-        scores = logits
-        if policy == "bandit":
-            if bandit is None or domain is None or hidden is None:
-                raise ValueError("the bandit policy needs bandit, domain and hidden features")
-            scores = logits + bandit.bonus(domain, hidden)
-        weights = softmax_weights(scores, params.temperature, valid)
-        if policy == "bandit":
-            weights = floor_weights(
-                mix_uniform(weights, params.epsilon, valid), params.propensity_floor, valid
-            )
+    elif policy == "softmax":
+        weights = softmax_weights(logits, params.temperature, valid)
+        chosen, propensity = plackett_luce_slates(weights, slate_size, rng)
+    elif policy == "bandit":
+        if bandit is None or domain is None or hidden is None:
+            raise ValueError("the bandit policy needs bandit, domain and hidden features")
+        weights = bandit_weights(logits, params, rng, bandit, domain, hidden, valid)
         chosen, propensity = plackett_luce_slates(weights, slate_size, rng)
     else:
         raise ValueError(f"unknown policy {policy!r}")
     return Slates(chosen=chosen, propensity=propensity, policy=policy)
+
+
+def bandit_weights(
+    logits: np.ndarray,
+    params: ExplorationParams,
+    rng: np.random.Generator,
+    bandit: NeuralLinearUCB,
+    domain: str,
+    hidden: np.ndarray,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """``R x C`` first-slot weights of the bandit policy (each row sums to 1).
+
+    Score ``logit + alpha * width (+ h . theta)``; a softmax over the ``top_m`` best scores at a
+    fixed or posterior-scaled temperature; ``epsilon`` uniform mixing and the floor over all
+    valid candidates. Every step is a deterministic function of the scores and the one
+    posterior draw, so Plackett-Luce propensities computed from these weights are exact.
+
+    Args:
+        logits: ``R x C`` ranker logits.
+        params: Exploration settings.
+        rng: Random generator (the Thompson draw).
+        bandit: Neural-linear posterior.
+        domain: The candidates' domain.
+        hidden: ``R x C x D`` ranker hidden features.
+        valid: ``R x C`` mask of real candidates.
+    """
+    width = bandit.width(domain, hidden)  # R x C
+    scores = logits + params.ucb_alpha * width
+    if params.thompson_scale > 0:
+        theta = bandit.sample_direction(domain, rng)  # D
+        scores = scores + params.thompson_scale * (hidden @ theta)
+    mask = valid if params.top_m is None else top_m_mask(scores, params.top_m, valid)
+    if params.temperature_from_posterior:
+        real = np.ones(scores.shape, dtype=bool) if valid is None else valid.astype(bool)
+        row_width = np.where(real, width, 0.0).sum(axis=1) / real.sum(axis=1)  # R
+        temperature = params.temperature * np.maximum(row_width, 1e-6)
+        weights = softmax_weights(scores / temperature[:, None], 1.0, mask)
+    else:
+        weights = softmax_weights(scores, params.temperature, mask)
+    mixed = mix_uniform(weights, params.epsilon, valid)
+    return floor_weights(mixed, params.propensity_floor, valid)

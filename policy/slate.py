@@ -39,6 +39,21 @@ def softmax_weights(
     return weights / weights.sum(axis=1, keepdims=True)
 
 
+def top_m_mask(scores: np.ndarray, m: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """``R x C`` mask of each row's ``m`` highest-scoring valid candidates (all if fewer).
+
+    Ties at the cut are broken by column order, so the mask is a deterministic function of the
+    scores (the propensities computed from it stay exact).
+    """
+    if m < 1:
+        raise SlateError("top_m must be at least 1")
+    mask = _valid_mask(scores.shape, valid)
+    order = np.argsort(-np.where(mask, scores, -np.inf), axis=1, kind="stable")[:, :m]  # R x m
+    top = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(top, order, True, axis=1)
+    return top & mask
+
+
 def mix_uniform(weights: np.ndarray, epsilon: float, valid: np.ndarray | None = None) -> np.ndarray:
     """``(1 - epsilon) * weights + epsilon / n_valid`` per row: explore with share epsilon."""
     if not 0 <= epsilon <= 1:
