@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from muma.contract import Source
@@ -42,26 +43,89 @@ def iso_utc(epoch_s: float) -> str:
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"
 
 
+def _stack_columns(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    """Columns of several record batches one after another (a column a batch lacks is None),
+    in the order the columns first appear."""
+    names = list(dict.fromkeys(name for part in parts for name in part))
+    out: dict[str, list[Any]] = {name: [] for name in names}
+    for part in parts:
+        rows = len(next(iter(part.values()))) if part else 0
+        for name in names:
+            out[name].extend(part.get(name) or [None] * rows)
+    return out
+
+
 def features_dir(data_root: Path) -> Path:
     """Root of the served-features sidecar."""
     return Path(data_root) / "serving" / "features"
 
 
+def plain_value(value: Any, width: int) -> Any:
+    """A feature value as the sidecar stores it: float, list of floats, or None.
+
+    Args:
+        value: The value as read from the online store.
+        width: The column's width (0: a scalar column).
+    """
+    if width:
+        if isinstance(value, list | tuple | np.ndarray):
+            return [float(v) for v in value]
+        return None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass
 class FeatureRecord:
-    """Served features of one request's impressions, expanded to rows when written.
+    """Served features of one request's impressions, kept as the request had them.
+
+    Queuing one costs the request next to nothing; the writer thread converts the values
+    (:func:`plain_value`) and expands them to one row per impression
+    (:meth:`columns`): the impression's ``meta``, then the user's columns (the same on every
+    row), then the item's, a later part's value winning when two parts share a name.
 
     Attributes:
-        meta: One dict per impression (event id, request id, ids, position, score...).
-        user: The user's feature values (shared by every impression of the request).
-        items: Per impression, the item's feature values.
+        meta: Column -> ``N`` values, one per impression (event id, request id, ids,
+            position, policy, model version, propensity, degraded...).
+        user: The user's raw feature values by name (the featurizer's user columns).
+        user_widths: Each user column's name and width (0: scalar), in output order.
+        seq_length: Length of the user's behaviour sequence.
+        items: ``N x C`` object array, the raw item values of each impression.
+        item_widths: Each item column's name and width, the order of ``items``' columns.
         hour: Partition hour.
     """
 
-    meta: list[dict[str, Any]]
+    meta: dict[str, list[Any]]
     user: dict[str, Any]
-    items: list[dict[str, Any]]
+    user_widths: list[tuple[str, int]]
+    seq_length: int
+    items: np.ndarray
+    item_widths: list[tuple[str, int]]
     hour: datetime
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def columns(self) -> dict[str, list[Any]]:
+        """Column -> ``N`` values in the sidecar's form (see the class docstring)."""
+        rows = len(self)
+        user = {name: plain_value(self.user.get(name), width) for name, width in self.user_widths}
+        user["seq_length"] = self.seq_length
+        items = {
+            name: [plain_value(value, width) for value in self.items[:, index].tolist()]
+            for index, (name, width) in enumerate(self.item_widths)
+        }
+        out: dict[str, list[Any]] = {}
+        for name in {**self.meta, **user, **items}:
+            if name in items:
+                out[name] = items[name]
+            elif name in user:
+                out[name] = [user[name]] * rows
+            else:
+                out[name] = self.meta[name]
+        return out
 
 
 @dataclass
@@ -157,16 +221,17 @@ class ServingLog:
     def _write_features(self, records: list[FeatureRecord]) -> None:
         import pandas as pd
 
-        by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
+        by_hour: dict[datetime, list[FeatureRecord]] = defaultdict(list)
         for record in records:
-            for meta, item in zip(record.meta, record.items, strict=True):
-                by_hour[record.hour].append({**meta, **record.user, **item})
-        for hour, rows in by_hour.items():
+            by_hour[record.hour].append(record)
+        for hour, group in by_hour.items():
             directory = self.features_root / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
             directory.mkdir(parents=True, exist_ok=True)
             part = self._part()
             temporary = directory / f".{part}.parquet.tmp"
-            pd.DataFrame(rows).to_parquet(temporary, index=False)
+            pd.DataFrame(_stack_columns([record.columns() for record in group])).to_parquet(
+                temporary, index=False
+            )
             os.replace(temporary, directory / f"{part}.parquet")
 
     # --------------------------------------------------------------------- the thread

@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("muma.serving")
 
 
+_SIDECAR_IDS = ("user_id", "item_id", "domain", "position", "policy", "model_version")
+"""Impression keys copied into the served-features sidecar (after event, request and ts)."""
+
+
 class NotReady(RuntimeError):
     """No model is loaded yet (503)."""
 
@@ -299,6 +303,7 @@ class Service:
             scored = time.perf_counter()
             probabilities = scores.probabilities
             rng = np.random.default_rng()
+            stamp = iso_utc(now_s)
             start = 0
             for domain in domains:
                 count = candidates.count(domain)
@@ -323,7 +328,7 @@ class Service:
                     impressions.append(
                         {
                             "event_id": f"i{request_id[1:]}-{domain[0]}{slot}",
-                            "ts": iso_utc(now_s),
+                            "ts": stamp,
                             "request_id": request_id,
                             "user_id": request.user_id,
                             "item_id": tokens[row],
@@ -486,34 +491,39 @@ class Service:
         rows: list[int],
         degraded: bool,
     ) -> None:
+        """Queue the impressions and the feature values they were scored with.
+
+        The landing records are encoded now; the served features are queued as read and
+        converted by the log's writer thread (:class:`serving.impressions.FeatureRecord`).
+        """
         if not impressions:
             return
         self.log.append(Source.IMPRESSIONS, impressions, [now_s] * len(impressions))
         featurizer = state.bundle.featurizer
-        user = {c.name: _plain(user_values.get(c.name), c.width) for c in featurizer.user_columns}
-        user["seq_length"] = len(user_values.get("seq_item_ids") or [])
-        item_columns = featurizer.item_columns
-        items = [
-            {c.name: _plain(value, c.width) for c, value in zip(item_columns, values, strict=True)}
-            for values in item_rows.raw[rows]
-        ]
-        meta = [
-            {
-                "event_id": imp["event_id"],
-                "request_id": request_id,
-                "ts": pd.Timestamp(now_s, unit="s", tz="UTC"),
-                "user_id": imp["user_id"],
-                "item_id": imp["item_id"],
-                "domain": imp["domain"],
-                "position": imp["position"],
-                "policy": imp["policy"],
-                "model_version": imp["model_version"],
-                "propensity": imp["propensity"],
-                "degraded": degraded,
-            }
-            for imp in impressions
-        ]
-        self.log.append_features(FeatureRecord(meta, user, items, hour_of(now_s)))
+        count = len(impressions)
+
+        def column(name: str) -> list[Any]:
+            return [impression[name] for impression in impressions]
+
+        meta: dict[str, list[Any]] = {
+            "event_id": column("event_id"),
+            "request_id": [request_id] * count,
+            "ts": [pd.Timestamp(now_s, unit="s", tz="UTC")] * count,
+            **{name: column(name) for name in _SIDECAR_IDS},
+            "propensity": column("propensity"),
+            "degraded": [degraded] * count,
+        }
+        user_widths = [(c.name, c.width) for c in featurizer.user_columns]
+        record = FeatureRecord(
+            meta=meta,
+            user={name: user_values.get(name) for name, _ in user_widths},
+            user_widths=user_widths,
+            seq_length=len(user_values.get("seq_item_ids") or []),
+            items=item_rows.raw[rows],
+            item_widths=[(c.name, c.width) for c in featurizer.item_columns],
+            hour=hour_of(now_s),
+        )
+        self.log.append_features(record)
 
     def _observe(
         self,
@@ -664,18 +674,6 @@ class Service:
             "failed writes of impressions, events or served features (retried)",
             lambda: {(): float(self.log.stats.failures)},
         )
-
-
-def _plain(value: Any, width: int) -> Any:
-    """A feature value as the sidecar stores it: float, list of floats, or None."""
-    if width:
-        if isinstance(value, list | tuple | np.ndarray):
-            return [float(v) for v in value]
-        return None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _is_store_error(error: Exception) -> bool:
