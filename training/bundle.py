@@ -89,6 +89,8 @@ class ModelBundle:
             self.model.eval()
         outputs = []
         with torch.inference_mode():
+            if 0 < len(batch) <= chunk:  # one chunk: no copy of every field (serving's case)
+                return self.model(batch).click_logit / self.temperature
             for start in range(0, len(batch), chunk):
                 part = batch.select(torch.arange(start, min(start + chunk, len(batch))))
                 outputs.append(self.model(part).click_logit / self.temperature)

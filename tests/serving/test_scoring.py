@@ -158,3 +158,25 @@ def test_metrics_render_the_prometheus_text_format():
     assert 'wait_seconds_bucket{le="1"} 1' in text
     assert 'wait_seconds_bucket{le="+Inf"} 1' in text
     assert "wait_seconds_count 1" in text and "up 1" in text
+
+
+def test_one_chunk_scores_equal_the_chunked_scores(world, bundles):
+    from training.bundle import ModelBundle
+
+    bundle = ModelBundle.load(bundles["first"])
+    encoder = RequestEncoder(speed_up(bundle.featurizer))
+    items = world.catalog.head(40)
+    encoded = encoder.request(
+        "u4",
+        _user_values(world, "u4"),
+        encoder.items(items),
+        items["domain"].to_numpy(dtype=object),
+        NOW.timestamp(),
+        1,
+    )
+    batch = bundle.featurizer.batch(encoded)
+    whole = bundle.logits(batch, chunk=len(items))  # one chunk: the batch as it is
+    chunked = bundle.logits(batch, chunk=7)  # six chunks, each a copy of its rows
+    assert whole.shape == (len(items),)
+    np.testing.assert_allclose(whole.numpy(), chunked.numpy(), rtol=1e-6, atol=1e-6)
+    assert bundle.logits(bundle.featurizer.batch(encoded, rows=slice(0, 0))).shape == (0,)
