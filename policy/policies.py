@@ -22,9 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .bandit import NeuralLinearUCB
 from .slate import (
     epsilon_greedy_slates,
-    floor_weights,
     greedy_slates,
-    mix_uniform,
+    mixed_plackett_luce_slates,
     plackett_luce_slates,
     softmax_weights,
     top_m_mask,
@@ -110,14 +109,16 @@ def choose_slates(
     elif policy == "bandit":
         if bandit is None or domain is None or hidden is None:
             raise ValueError("the bandit policy needs bandit, domain and hidden features")
-        weights = bandit_weights(logits, params, rng, bandit, domain, hidden, valid)
-        chosen, propensity = plackett_luce_slates(weights, slate_size, rng)
+        preference = bandit_preference(logits, params, rng, bandit, domain, hidden, valid)
+        chosen, propensity = mixed_plackett_luce_slates(
+            preference, slate_size, params.epsilon, params.propensity_floor, rng, valid
+        )
     else:
         raise ValueError(f"unknown policy {policy!r}")
     return Slates(chosen=chosen, propensity=propensity, policy=policy)
 
 
-def bandit_weights(
+def bandit_preference(
     logits: np.ndarray,
     params: ExplorationParams,
     rng: np.random.Generator,
@@ -126,12 +127,12 @@ def bandit_weights(
     hidden: np.ndarray,
     valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``R x C`` first-slot weights of the bandit policy (each row sums to 1).
+    """``R x C`` the bandit's preference weights, before the per-slot uniform share and floor.
 
-    Score ``logit + alpha * width (+ h . theta)``; a softmax over the ``top_m`` best scores at a
-    fixed or posterior-scaled temperature; ``epsilon`` uniform mixing and the floor over all
-    valid candidates. Every step is a deterministic function of the scores and the one
-    posterior draw, so Plackett-Luce propensities computed from these weights are exact.
+    Score ``logit + alpha * width (+ h . theta)``; a softmax over the ``top_m`` best scores at
+    a fixed or posterior-scaled temperature (zero outside the top ``m``). A deterministic
+    function of the scores and the one posterior draw, so the propensities that
+    :func:`policy.slate.mixed_plackett_luce_slates` computes from it are exact.
 
     Args:
         logits: ``R x C`` ranker logits.
@@ -152,8 +153,5 @@ def bandit_weights(
         real = np.ones(scores.shape, dtype=bool) if valid is None else valid.astype(bool)
         row_width = np.where(real, width, 0.0).sum(axis=1) / real.sum(axis=1)  # R
         temperature = params.temperature * np.maximum(row_width, 1e-6)
-        weights = softmax_weights(scores / temperature[:, None], 1.0, mask)
-    else:
-        weights = softmax_weights(scores, params.temperature, mask)
-    mixed = mix_uniform(weights, params.epsilon, valid)
-    return floor_weights(mixed, params.propensity_floor, valid)
+        return softmax_weights(scores / temperature[:, None], 1.0, mask)
+    return softmax_weights(scores, params.temperature, mask)

@@ -115,6 +115,64 @@ def plackett_luce_slates(
     return chosen, np.minimum(w / remaining, 1.0)
 
 
+def mixed_plackett_luce_slates(
+    preference: np.ndarray,
+    slate_size: int,
+    epsilon: float,
+    floor: float,
+    rng: np.random.Generator,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plackett-Luce over ``preference`` with the uniform share and the floor applied per slot.
+
+    Mixing uniform mass into the first-slot weights only (:func:`mix_uniform` then
+    :func:`plackett_luce_slates`) explores far more than ``epsilon`` in the lower slots: once
+    a peaked softmax's favourites are taken, what is left of it is smaller than the uniform
+    share, so the lower slots become nearly uniform. Here every slot draws from
+    ``(1 - epsilon) * preference renormalised over the remaining candidates
+    + epsilon * uniform over them``, lifted to ``floor`` by :func:`floor_weights`.
+
+    Args:
+        preference: ``R x C`` non-negative weights (rows need not be normalised; zero
+            entries are reached only through the uniform share and the floor).
+        slate_size: ``K`` slots to fill.
+        epsilon: Uniform share of every slot.
+        floor: Smallest slot-conditional propensity of a valid candidate (0: none).
+        rng: Random generator.
+        valid: ``R x C`` mask of real candidates.
+
+    Returns:
+        ``R x K`` chosen columns (slot order) and their slot-conditional propensities: the
+        probability of that column in that slot given the slots above it.
+    """
+    if not 0 <= epsilon <= 1:
+        raise SlateError("epsilon must be in [0, 1]")
+    remaining = _valid_mask(preference.shape, valid).copy()
+    if np.any(remaining.sum(axis=1) < slate_size):
+        raise SlateError(f"a row has fewer than {slate_size} valid candidates")
+    rows = np.arange(len(preference))
+    chosen = np.empty((len(preference), slate_size), dtype=np.int64)
+    propensity = np.empty((len(preference), slate_size))
+    for slot in range(slate_size):
+        n_left = remaining.sum(axis=1, keepdims=True)
+        uniform = remaining / n_left
+        liked = np.where(remaining, preference, 0.0)
+        total = liked.sum(axis=1, keepdims=True)
+        # A row whose preferred candidates are all taken falls back to uniform for this slot.
+        liked = np.where(total > 0, liked / np.where(total > 0, total, 1.0), uniform)
+        slot_weights = floor_weights((1 - epsilon) * liked + epsilon * uniform, floor, remaining)
+        cumulative = np.cumsum(slot_weights, axis=1)  # R x C
+        draw = rng.random((len(preference), 1)) * cumulative[:, -1:]
+        pick = np.minimum((cumulative <= draw).sum(axis=1), preference.shape[1] - 1)
+        # A zero-weight column can only be hit through rounding at the top end: step back.
+        while np.any(bad := slot_weights[rows, pick] <= 0):
+            pick = np.where(bad, pick - 1, pick)
+        chosen[:, slot] = pick
+        propensity[:, slot] = slot_weights[rows, pick]
+        remaining[rows, pick] = False
+    return chosen, propensity
+
+
 def epsilon_greedy_slates(
     scores: np.ndarray,
     slate_size: int,
