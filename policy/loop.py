@@ -310,8 +310,13 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
     universe.bandit = NeuralLinearUCB(
         hidden_dim, [d.value for d in DOMAINS], alpha=params.exploration.ucb_alpha
     )
+    universe.stats["slot_logit_offset"] = _slot_logit_offsets(
+        model, result.temperature, params.slate_size
+    )
     if universe.name in ("bandit", "bandit_unweighted"):
-        _refit_posterior(universe.bandit, model, featurizer, encoded, world, items, logs)
+        _refit_posterior(
+            universe.bandit, model, result.temperature, featurizer, encoded, world, items, logs
+        )
     universe.stats.setdefault("retrains", []).append(
         {
             "rows": len(encoded),
@@ -321,9 +326,22 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
     )
 
 
+def _slot_logit_offsets(model: Any, temperature: float, slate_size: int) -> np.ndarray:
+    """``K`` calibrated logit offsets of slots ``1..K`` relative to slot 1 (the model's own
+    position bias), so a slot-1 logit can predict a click in any slot."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        positions = torch.arange(1, slate_size + 1)
+        bias = model.position_bias(model.embeddings.position(positions)).numpy()
+    return (bias - bias[0]) / temperature
+
+
 def _refit_posterior(
     bandit: NeuralLinearUCB,
     model: Any,
+    temperature: float,
     featurizer: Any,
     encoded: Any,
     world: MediaWorld,
@@ -336,6 +354,9 @@ def _refit_posterior(
     Neural-linear (Riquelme et al. 2018): after the representation is retrained, the linear
     posterior is recomputed on all past data. A posterior started empty would give every
     candidate a wide bonus after each retrain, and the policy would explore blindly for a day.
+    The posterior regresses the *residual* ``clicked - p`` on the hidden features, ``p`` the
+    calibrated ranker's click probability at the logged slot: its mean starts near zero and
+    then tracks, hour by hour, what the frozen ranker gets wrong until the next retrain.
     """
     import torch
 
@@ -344,12 +365,16 @@ def _refit_posterior(
     with torch.inference_mode():
         for start in range(0, len(encoded), chunk):
             rows = np.arange(start, min(start + chunk, len(encoded)))
-            hidden = model.hidden(featurizer.batch(encoded, rows)).numpy().astype(np.float64)
+            batch = featurizer.batch(encoded, rows)
+            hidden_t = model.hidden(batch)
+            position = model.position_bias(model.embeddings.position(batch.position))
+            logit = model.head(hidden_t, position).click_logit.numpy() / temperature
+            residual = logs["clicked"][rows].astype(float) - sigmoid(logit.astype(np.float64))
+            hidden = hidden_t.numpy().astype(np.float64)
             for d_idx, domain in enumerate(DOMAINS):
                 mine = domains[rows] == d_idx
                 if mine.any():
-                    reward = logs["clicked"][rows][mine].astype(float)
-                    bandit.update(domain.value, hidden[mine], reward)
+                    bandit.update(domain.value, hidden[mine], residual[mine])
 
 
 def _score(world, universe, users, cand, ts_s, want_hidden: bool):
@@ -481,15 +506,15 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                         "dense": dense,
                     }
                 )
+                logits = universe.stats.pop("logits", None)
                 if universe.bandit is not None and "hidden" in universe.stats:
                     hidden = universe.stats.pop("hidden")
                     rows = np.take_along_axis(hidden, chosen[:, :, None], axis=1)
                     universe.bandit.update(
                         domain.value,
                         rows.reshape(-1, rows.shape[-1]),
-                        clicked.ravel().astype(float),
+                        _residual(logits, chosen, clicked, universe.stats["slot_logit_offset"]),
                     )
-                logits = universe.stats.pop("logits", None)
                 if logits is not None:
                     _add_exploration(
                         universe.stats.setdefault("explore_day", {}),
@@ -585,6 +610,15 @@ def _choose(
             hidden=hidden,
         )
     return slates.chosen, slates.propensity
+
+
+def _residual(
+    logits: np.ndarray, chosen: np.ndarray, clicked: np.ndarray, slot_offset: np.ndarray
+) -> np.ndarray:
+    """``R*K`` ``clicked - p`` of shown items, ``p`` the ranker's click probability in their
+    slot (``R x C`` slot-1 logits plus the ``K`` slot offsets)."""
+    shown = np.take_along_axis(logits, chosen, axis=1) + slot_offset[None, : chosen.shape[1]]
+    return (clicked.astype(float) - sigmoid(shown.astype(np.float64))).ravel()
 
 
 def exploration_counts(

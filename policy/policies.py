@@ -47,6 +47,9 @@ class ExplorationParams(BaseModel):
             candidates, so exploration shrinks as evidence accumulates.
         thompson_scale: Add ``h . theta`` with ``theta ~ N(0, scale^2 A^-1)`` drawn once per
             call (0: off); propensities are exact given the draw.
+        posterior_mean_weight: Add this share of the posterior mean (a click-probability
+            correction fitted on the ranker's residuals since its last retrain) to the
+            ranker's probability before scoring (0: the ranker's logit as it is).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,6 +61,7 @@ class ExplorationParams(BaseModel):
     top_m: int | None = Field(default=None, ge=1)
     temperature_from_posterior: bool = False
     thompson_scale: float = Field(default=0.0, ge=0)
+    posterior_mean_weight: float = Field(default=0.0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,13 @@ def bandit_preference(
         valid: ``R x C`` mask of real candidates.
     """
     width = bandit.width(domain, hidden)  # R x C
-    scores = logits + params.ucb_alpha * width
+    scores = logits
+    if params.posterior_mean_weight > 0:
+        probability = 1.0 / (1.0 + np.exp(-logits))
+        corrected = probability + params.posterior_mean_weight * bandit.mean_reward(domain, hidden)
+        corrected = np.clip(corrected, 1e-4, 1 - 1e-4)
+        scores = np.log(corrected / (1 - corrected))
+    scores = scores + params.ucb_alpha * width
     if params.thompson_scale > 0:
         theta = bandit.sample_direction(domain, rng)  # D
         scores = scores + params.thompson_scale * (hidden @ theta)
