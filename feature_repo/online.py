@@ -187,14 +187,18 @@ class EntityFeatures:
     others: dict[str, list[Any]]
     found: dict[str, np.ndarray]
 
-    def frame(self, full_names: bool = False) -> pd.DataFrame:
-        """All features as a DataFrame (column ``feature`` or ``view:feature``)."""
+    def columns(self, full_names: bool = False) -> dict[str, Any]:
+        """All features by ``feature`` (or ``view:feature``): ``N`` doubles or ``N`` values."""
         data: dict[str, Any] = {}
         for index, name in enumerate(self.double_names):
             data[name if full_names else name.split(":", 1)[1]] = self.doubles[:, index]
         for name, values in self.others.items():
             data[name if full_names else name.split(":", 1)[1]] = values
-        return pd.DataFrame(data)
+        return data
+
+    def frame(self, full_names: bool = False) -> pd.DataFrame:
+        """All features as a DataFrame (column ``feature`` or ``view:feature``)."""
+        return pd.DataFrame(self.columns(full_names))
 
 
 class _EntityPlan:

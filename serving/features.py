@@ -259,10 +259,8 @@ class RedisOnlineFeatures:
         ids = list(item_ids)
         replies = self._send(self.item_plan.packed(ids)) if ids else []
         got = self.item_plan.decode(ids, replies)
-        frame = got.frame()
-        frame.insert(0, ITEM_ID, ids)
-        frame["found"] = got.found[ITEM_STATS]
-        return frame
+        # One constructor call: inserting the id and found columns afterwards cost as much.
+        return pd.DataFrame({ITEM_ID: ids, **got.columns(), "found": got.found[ITEM_STATS]})
 
     def ping(self) -> None:
         pipe = self.client.pipeline(transaction=False)
