@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,9 +57,22 @@ class ItemRows:
         return ItemRows(*(values[rows] for values in _fields(self)))
 
     @staticmethod
-    def concat(parts: list[ItemRows]) -> ItemRows:
-        columns = zip(*map(_fields, parts), strict=True)
-        return ItemRows(*(np.concatenate(arrays) for arrays in columns))
+    def assemble(parts: list[tuple[np.ndarray, ItemRows]], size: int) -> ItemRows:
+        """``size`` rows put together from parts, each ``(positions, rows)``: row ``i`` of a
+        part goes to ``positions[i]``; the positions of all parts cover ``0..size-1`` once.
+
+        The same as concatenating the parts and reordering by position, in one copy.
+        """
+        if len(parts) == 1 and np.array_equal(parts[0][0], np.arange(size)):
+            return parts[0][1]
+        fields = []
+        for arrays in zip(*(_fields(rows) for _, rows in parts), strict=True):
+            dtype = np.result_type(*arrays)
+            out = np.empty((size, *arrays[0].shape[1:]), dtype=dtype)
+            for (positions, _), values in zip(parts, arrays, strict=True):
+                out[positions] = values
+            fields.append(out)
+        return ItemRows(*fields)
 
 
 def _fields(rows: ItemRows) -> tuple[np.ndarray, ...]:
@@ -72,10 +86,11 @@ def encode_items(featurizer: Featurizer, frame: pd.DataFrame) -> ItemRows:
     item side of a request does not depend on the user, the request time or the candidate's
     domain); the raw values of the item columns are kept for the served-features log.
     """
-    columns = featurizer.item_columns
-    raw = np.empty((len(frame), len(columns)), dtype=object)
-    for index, column in enumerate(columns):
-        raw[:, index] = frame[column.name].to_numpy() if column.name in frame else None
+    names = [column.name for column in featurizer.item_columns]
+    raw = np.full((len(frame), len(names)), None, dtype=object)
+    present = [index for index, name in enumerate(names) if name in frame.columns]
+    if present:  # one conversion of all columns: a column at a time cost ~20 us each
+        raw[:, present] = frame[[names[index] for index in present]].to_numpy(dtype=object)
     part = featurizer.encode_items(frame)
     return ItemRows(part.item, part.category, part.creator, part.item_dense, raw)
 
@@ -110,8 +125,7 @@ class ItemCache:
         if not self.enabled:
             return np.full(len(tokens), -1, np.int64), np.zeros(len(tokens), bool)
         with self._lock:
-            get = self._slot.get
-            slots = np.fromiter((get(token, -1) for token in tokens), np.int64, len(tokens))
+            slots = np.fromiter(map(self._slot.get, tokens, repeat(-1)), np.int64, len(tokens))
             fetched = self._fetched
         fresh = slots >= 0
         fresh[fresh] = now_s - fetched[slots[fresh]] <= self.ttl_seconds

@@ -408,9 +408,7 @@ class Service:
                     parts.append((unseen, state.encoder.items(frame)))
         if not parts:
             return state.encoder.items(pd.DataFrame({"item_id": []})), degraded
-        order = np.concatenate([positions for positions, _ in parts])
-        rows = ItemRows.concat([rows for _, rows in parts])
-        return rows.take(np.argsort(order, kind="stable")), degraded
+        return ItemRows.assemble(parts, len(tokens)), degraded
 
     def _choose(
         self,

@@ -75,3 +75,25 @@ def test_a_zero_ttl_turns_the_cache_off(encoder, world):
     cache.store(ids, _rows(encoder, world, ids), now_s=0.0)
     slots, fresh = cache.lookup(ids, now_s=0.0)
     assert not fresh.any() and (slots == -1).all() and len(cache) == 0
+
+
+def test_assembled_rows_equal_the_parts_concatenated_and_reordered(encoder, world):
+    ids = world.catalog["item_id"].head(7).tolist()
+    rows = _rows(encoder, world, ids)
+    parts = [
+        (np.asarray([5, 0, 3]), rows.take(np.asarray([5, 0, 3]))),
+        (np.asarray([6, 1]), rows.take(np.asarray([6, 1]))),
+        (np.asarray([2, 4]), rows.take(np.asarray([2, 4]))),
+    ]
+    _same(ItemRows.assemble(parts, 7), rows)
+    whole = [(np.arange(7), rows)]
+    assert ItemRows.assemble(whole, 7) is rows  # already in order: no copy
+    _same(ItemRows.assemble([(np.arange(7)[::-1], rows)], 7), rows.take(np.arange(7)[::-1]))
+
+
+def test_raw_values_are_the_frame_cells_and_none_for_absent_columns(encoder, world):
+    frame = world.catalog.head(4).drop(columns=[encoder.featurizer.item_columns[0].name])
+    rows = encoder.items(frame)
+    for index, column in enumerate(encoder.featurizer.item_columns):
+        want = frame[column.name].tolist() if column.name in frame else [None] * len(frame)
+        assert rows.raw[:, index].tolist() == want, column.name
