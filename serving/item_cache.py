@@ -86,11 +86,10 @@ def encode_items(featurizer: Featurizer, frame: pd.DataFrame) -> ItemRows:
     item side of a request does not depend on the user, the request time or the candidate's
     domain); the raw values of the item columns are kept for the served-features log.
     """
-    names = [column.name for column in featurizer.item_columns]
-    raw = np.full((len(frame), len(names)), None, dtype=object)
-    present = [index for index, name in enumerate(names) if name in frame.columns]
-    if present:  # one conversion of all columns: a column at a time cost ~20 us each
-        raw[:, present] = frame[[names[index] for index in present]].to_numpy(dtype=object)
+    columns = featurizer.item_columns
+    raw = np.empty((len(frame), len(columns)), dtype=object)
+    for index, column in enumerate(columns):
+        raw[:, index] = frame[column.name].to_numpy() if column.name in frame else None
     part = featurizer.encode_items(frame)
     return ItemRows(part.item, part.category, part.creator, part.item_dense, raw)
 
