@@ -9,7 +9,8 @@ the same users' requests ``--requests`` times, one after another on one thread:
   function of the request path, timed by wrapping it; ``other`` is the rest);
 - ``asgi``: the whole FastAPI route (request JSON in, response bytes out: body parsing and
   validation, the worker-thread hop, the response model and JSON encoding), driven through
-  the ASGI interface without a server;
+  the ASGI interface without a server, and ``route_overhead``: the same minus the service
+  call inside it;
 - ``flush``: the background writer's time (impressions and served features) per request.
 
 Medians, because the machine is shared; the load average is recorded with the figures.
@@ -81,11 +82,13 @@ def _resolve(path: str) -> Any:
 
 
 @contextmanager
-def stage_timers(spent: dict[str, float]) -> Iterator[None]:
-    """Wrap each function of :data:`STAGES` and :data:`SUBSTAGES` to add its wall time to
-    ``spent[stage]``."""
+def stage_timers(
+    spent: dict[str, float], stages: tuple[tuple[str, str, str], ...] = (*STAGES, *SUBSTAGES)
+) -> Iterator[None]:
+    """Wrap each function of ``stages`` (``(stage, owner, attribute)``) to add its wall time
+    to ``spent[stage]``."""
     saved = []
-    for stage, owner_path, name in (*STAGES, *SUBSTAGES):
+    for stage, owner_path, name in stages:
         owner = _resolve(owner_path)
         original = getattr(owner, name)
 
@@ -176,17 +179,22 @@ async def asgi_post(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
     return status, content
 
 
-async def _timed_posts(app: Any, bodies: list[dict[str, Any]]) -> list[float]:
-    """Seconds of each ``/recommend`` through the ASGI interface, one after another."""
-    seconds = []
+async def _timed_posts(
+    app: Any, bodies: list[dict[str, Any]], inner: dict[str, float]
+) -> tuple[list[float], list[float]]:
+    """Seconds of each ``/recommend`` through the ASGI interface, one after another, and of
+    each the part outside ``inner["service"]`` (filled by a stage timer around the call)."""
+    seconds, outside = [], []
     for body in bodies:
         payload = json.dumps(body).encode()
+        inner.clear()
         began = time.perf_counter()
         status, _ = await asgi_post(app, "/recommend", payload)
         seconds.append(time.perf_counter() - began)
+        outside.append(seconds[-1] - inner["service"])
         if status != 200:
             raise RuntimeError(f"/recommend answered {status}")
-    return seconds
+    return seconds, outside
 
 
 async def _posts(app: Any, bodies: list[dict[str, Any]]) -> list[tuple[int, Any]]:
@@ -231,7 +239,9 @@ def measure(app: Any, service: Any, users: int, requests: int) -> dict[str, Any]
     began = time.perf_counter()
     service.log.flush()
     flush_ms = 1e3 * (time.perf_counter() - began) / len(bodies)
-    asgi = asyncio.run(_timed_posts(app, _bodies(users, requests, seed=2)))
+    inner: dict[str, float] = defaultdict(float)
+    with stage_timers(inner, (("service", "serving.service.Service", "recommend"),)):
+        asgi, route = asyncio.run(_timed_posts(app, _bodies(users, requests, seed=2), inner))
     service.log.flush()
 
     def ms(values: list[float], q: float = 50) -> float:
@@ -248,6 +258,7 @@ def measure(app: Any, service: Any, users: int, requests: int) -> dict[str, Any]
         "item_cache_hit_rate": round(hit_rate, 3),
         "asgi_p50_ms": ms(asgi),
         "asgi_p90_ms": ms(asgi, 90),
+        "route_overhead_p50_ms": ms(route),
         "flush_per_request_ms": round(flush_ms, 3),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
