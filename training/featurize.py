@@ -25,7 +25,7 @@ Everything is stored as plain arrays and JSON (:meth:`Featurizer.state`), never 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,11 @@ _NEVER_HOURS = 24.0 * 60
 """``*_hours_since_click`` of a user who never clicked in the domain (60 days)."""
 SEQUENCE_COLUMNS = ("seq_item_ids", "seq_ts")
 _DOMAIN_ORDER = [domain.value for domain in Domain]
+AFFINITY_KINDS = ("category_interest", "friends_category_interest", "gaze_category_share")
+"""Per-category user vectors (``<domain>_<kind>``, one entry per category of the domain): the
+user's own decayed interest, the friends' mean interest and the gaze fixation share. Their entry
+for a candidate's category is a user-category (and user-friend-category) metapath weight that
+MUMA's graph module reads (:class:`training.model.graph.CategoryAffinity`)."""
 
 
 class FeatureError(ValueError):
@@ -183,8 +188,11 @@ class Featurizer:
         recent_length: int,
         user_trained: np.ndarray | None = None,
         item_trained: np.ndarray | None = None,
+        category_vectors: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.users, self.items = users, items
+        # Domain -> category names in the order of its per-category user vectors.
+        self.category_vectors = {d: tuple(names) for d, names in (category_vectors or {}).items()}
         # ``(len(vocabulary) + 1,)`` bool: the id had a training row; None keeps every id.
         self.user_trained, self.item_trained = user_trained, item_trained
         self.categories, self.creators = categories, creators
@@ -211,6 +219,7 @@ class Featurizer:
         long_length: int,
         recent_length: int,
         seed: int,
+        category_vectors: Mapping[str, Sequence[str]] | None = None,
     ) -> Featurizer:
         """Fit vocabularies, dense statistics and graph neighbours on the training window.
 
@@ -224,6 +233,10 @@ class Featurizer:
             graph: Metapaths and K.
             long_length, recent_length: History lengths.
             seed: Seed of the neighbour sampling.
+            category_vectors: Domain -> its category names in the order of the user's
+                per-category vectors (``features.categories``: ``<domain>_category_interest``
+                and the others of :data:`AFFINITY_KINDS`); lets MUMA read the candidate's entry
+                (:meth:`affinity_index`). None: no such vectors.
         """
         _require(train, ["user_id", "item_id", "clicked", "domain"], "training rows")
         _require(catalog, ["item_id", "domain", "category", "creator_id"], "item catalog")
@@ -314,7 +327,43 @@ class Featurizer:
             recent_length=recent_length,
             user_trained=user_trained,
             item_trained=item_trained,
+            category_vectors=category_vectors,
         )
+
+    def affinity_index(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """Where the user's weight on a candidate's category sits in the user's dense row.
+
+        Entry ``[domain_id][category_id][k]`` is the column of ``user_dense`` that holds the
+        user's :data:`AFFINITY_KINDS` ``[k]`` vector's entry for that category of that domain,
+        -1 where there is none (id 0, an unknown category, a kind without a column). Empty
+        when no category vectors were given or none is a dense user column.
+
+        Returns:
+            ``(domains + 1) x (categories + 1) x A`` nested tuples of ints.
+        """
+        offsets, start = {}, 0
+        for column in self.user_columns:
+            offsets[column.name] = (start, column.width)
+            start += column.size
+        kinds = [
+            kind
+            for kind in AFFINITY_KINDS
+            if any(f"{domain}_{kind}" in offsets for domain in self.category_vectors)
+        ]
+        if not kinds:
+            return ()
+        table = np.full((len(DOMAIN_IDS) + 1, len(self.categories) + 1, len(kinds)), -1, np.int64)
+        for domain, names in self.category_vectors.items():
+            domain_id = DOMAIN_IDS[Domain(domain)]
+            ids = self.categories.ids(list(names))
+            for k, kind in enumerate(kinds):
+                start_width = offsets.get(f"{domain}_{kind}")
+                if start_width is None or start_width[1] != len(names):
+                    continue
+                for position, category_id in enumerate(ids):
+                    if category_id >= _FIRST:  # not padding, not unknown
+                        table[domain_id, category_id, k] = start_width[0] + position
+        return tuple(tuple(tuple(int(v) for v in row) for row in plane) for plane in table)
 
     def feature_space(self, max_position: int | None = None) -> FeatureSpace:
         """Vocabulary sizes and dense widths for the model config."""
@@ -326,6 +375,7 @@ class Featurizer:
             creators=len(self.creators),
             user_dense=sum(c.size for c in self.user_columns),
             item_dense=sum(c.size for c in self.item_columns),
+            category_affinity=self.affinity_index(),
             **extra,
         )
 
@@ -598,6 +648,7 @@ class Featurizer:
             "user_columns": [[c.name, c.width, c.log] for c in self.user_columns],
             "item_columns": [[c.name, c.width, c.log] for c in self.item_columns],
             "graph": self.graph.model_dump(mode="json"),
+            "category_vectors": {d: list(names) for d, names in self.category_vectors.items()},
             "long_length": self.long_length,
             "recent_length": self.recent_length,
         }
@@ -645,6 +696,7 @@ class Featurizer:
             recent_length=int(meta["recent_length"]),
             user_trained=arrays.get("user_trained"),
             item_trained=arrays.get("item_trained"),
+            category_vectors=meta.get("category_vectors"),
         )
 
     @property

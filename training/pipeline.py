@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from muma.contract import Domain
 from training.bundle import ModelBundle, build_model
 from training.config import EvaluateParams, TrainParams
 from training.data import (
@@ -227,6 +228,7 @@ def fit_featurizer(
         long_length=params.long_length,
         recent_length=min(params.muma.encoder.recent_length, params.long_length),
         seed=seed,
+        category_vectors={Domain(d).value: names for d, names in features.categories.items()},
     )
 
 

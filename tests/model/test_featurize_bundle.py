@@ -323,3 +323,112 @@ def test_a_worse_challenger_is_never_promoted(data):
     assert decide(bad, bad_eval, None, None, params).promote
     strict = EvaluateParams(max_ece=1e-9)
     assert not decide(good, good_eval, None, None, strict).promote
+
+
+def _affinity_featurizer(train: pd.DataFrame, catalog: pd.DataFrame) -> Featurizer:
+    return Featurizer.fit(
+        train,
+        catalog,
+        pd.DataFrame({"user_id": ["u1"], "friend_id": ["u2"]}),
+        user_feature_names=["news_clicks_24h", "news_category_interest"],
+        item_feature_names=["ctr_24h"],
+        graph=GraphConfig(neighbours=4),
+        long_length=6,
+        recent_length=3,
+        seed=0,
+        category_vectors=CATEGORIES,
+    )
+
+
+def test_affinity_index_points_at_the_candidates_category_entry(data):
+    """Entry [news][sports] is the user_dense column of news_category_interest[1]; domains
+    without a vector column, padding and unknown categories have none (-1)."""
+    catalog, train, _, _ = data
+    featurizer = _affinity_featurizer(train, catalog)
+    space = featurizer.feature_space()
+    table = np.asarray(space.category_affinity)
+    assert table.shape == (4, len(featurizer.categories) + 1, 1)
+    news, video = 1, 2
+    known = 0
+    for position, name in enumerate(CATEGORIES["news"]):
+        category_id = int(featurizer.categories.ids([name])[0])
+        if category_id > UNKNOWN:  # the catalog fixture has only some categories
+            assert table[news, category_id, 0] == 1 + position  # after news_clicks_24h
+            known += 1
+    assert known >= 1
+    assert (table[video] == -1).all() and (table[:, :2] == -1).all()
+    encoded = featurizer.transform(train)
+    batch = featurizer.batch(encoded)
+    from training.model.graph import CategoryAffinity
+
+    values = CategoryAffinity(space.category_affinity)(
+        batch.user_dense, batch.domain_id, batch.category_id
+    )
+    assert values.shape == (len(train), 2)
+    is_news = (train["domain"] == "news").to_numpy()
+    rows = np.flatnonzero(is_news)
+    for row in rows[:20]:
+        slot = CATEGORIES["news"].index(train["category"].iat[row])  # the vector's entry
+        assert values[row, 0].item() == pytest.approx(batch.user_dense[row, 1 + slot].item())
+    assert values[~is_news].abs().sum().item() == 0.0  # no weight outside news: value 0, flag 0
+    assert bool((values[rows, 1] == 1.0).all())
+    # The layout survives a save and load.
+    meta, arrays = featurizer.state()
+    assert Featurizer.from_state(meta, arrays).feature_space() == space
+
+
+def test_affinity_is_empty_without_category_vectors(data):
+    catalog, train, _, featurizer = data
+    assert featurizer.feature_space().category_affinity == ()
+    other = Featurizer.fit(
+        train,
+        catalog,
+        pd.DataFrame({"user_id": ["u1"], "friend_id": ["u2"]}),
+        user_feature_names=["news_clicks_24h"],
+        item_feature_names=["ctr_24h"],
+        graph=GraphConfig(neighbours=4),
+        long_length=6,
+        recent_length=3,
+        seed=0,
+        category_vectors=CATEGORIES,
+    )
+    assert other.feature_space().category_affinity == ()  # no vector column to read
+
+
+def test_feature_space_refuses_a_malformed_affinity_table():
+    from training.model.config import FeatureSpace
+
+    with pytest.raises(ValueError, match="domains \\+ 1"):
+        FeatureSpace(
+            users=3, items=3, categories=2, creators=1, user_dense=4, category_affinity=(((0,),),)
+        )
+    good = tuple(tuple((-1,) for _ in range(3)) for _ in range(4))
+    bad = (*good[:3], ((-1,), (-1,), (9,)))
+    with pytest.raises(ValueError, match="outside user_dense"):
+        FeatureSpace(
+            users=3, items=3, categories=2, creators=1, user_dense=4, category_affinity=bad
+        )
+    assert (
+        FeatureSpace(
+            users=3, items=3, categories=2, creators=1, user_dense=4, category_affinity=good
+        ).category_affinity
+        == good
+    )
+
+
+def test_muma_feeds_the_affinity_to_its_towers_and_no_graph_drops_it(data):
+    catalog, train, _, _ = data
+    featurizer = _affinity_featurizer(train, catalog)
+    config = model_config(TrainParams(epochs=1), featurizer)
+    model = build_model("muma", config)
+    assert model.affinity is not None and model.affinity.width == 2
+    without = config | {"features": config["features"] | {"category_affinity": ()}}
+    plain = build_model("muma", without)
+    assert plain.affinity is None
+    width = next(model.towers.parameters()).shape[1]
+    assert width == next(plain.towers.parameters()).shape[1] + 2  # value and presence flag
+    batch = featurizer.batch(featurizer.transform(train.head(40)))
+    with torch.inference_mode():
+        assert model(batch).click_logit.shape == (40,)
+    ablated = build_model("muma", config | {"no_graph": True})
+    assert ablated.affinity is None

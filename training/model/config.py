@@ -33,6 +33,31 @@ class FeatureSpace(_Strict):
     max_position: int = Field(default=MAX_POSITION, ge=1)
     user_dense: int = Field(default=0, ge=0, description="dense user features per row (F_u)")
     item_dense: int = Field(default=0, ge=0, description="dense item features per row (F_i)")
+    category_affinity: tuple[tuple[tuple[int, ...], ...], ...] = Field(
+        default=(),
+        description="(domains + 1) x (categories + 1) x A: the user_dense column holding the "
+        "user's weight on that category per kind, -1 where none; empty: no such vectors "
+        "(see Featurizer.affinity_index)",
+    )
+
+    @model_validator(mode="after")
+    def _affinity_shape(self) -> FeatureSpace:
+        table = self.category_affinity
+        if not table:
+            return self
+        widths = {len(row) for plane in table for row in plane}
+        if (
+            len(table) != self.domains + 1
+            or any(len(plane) != self.categories + 1 for plane in table)
+            or len(widths) != 1
+            or widths == {0}
+        ):
+            raise ValueError(
+                "category_affinity must be (domains + 1) x (categories + 1) x A with A >= 1"
+            )
+        if any(not -1 <= v < self.user_dense for plane in table for row in plane for v in row):
+            raise ValueError("category_affinity holds a column outside user_dense")
+        return self
 
 
 class EmbeddingConfig(_Strict):

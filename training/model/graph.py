@@ -280,3 +280,48 @@ class MetapathAggregator(nn.Module):
         """Graph representation ``B x D`` of each anchor (see :meth:`path_weights`)."""
         weights = self.path_weights(summaries, has_neighbours)  # B x P
         return (weights.unsqueeze(-1) * summaries).sum(dim=1)  # B x D
+
+
+class CategoryAffinity(nn.Module):
+    """Weights of the user-category metapaths that end at the candidate's category.
+
+    The feature store keeps per-category user vectors (own decayed interest, friends' mean
+    interest, gaze share; ``training.featurize.AFFINITY_KINDS``): the weights of the user ->
+    category and user -> friend -> category paths of the HIN. The entry of the candidate's
+    category is a target-aware feature an MLP over the whole vectors would have to learn as a
+    lookup; this module reads it directly with an index table built from the featurizer's
+    column layout (:meth:`training.featurize.Featurizer.affinity_index`).
+
+    Args:
+        index: ``(domains + 1) x (categories + 1) x A`` column of ``user_dense`` per domain,
+            category and kind, -1 where none.
+    """
+
+    def __init__(self, index: Sequence[Sequence[Sequence[int]]]) -> None:
+        super().__init__()
+        table = torch.as_tensor(index, dtype=torch.int64)
+        if table.dim() != 3 or table.shape[-1] == 0:
+            raise ValueError(
+                f"affinity index must be D x C x A with A >= 1, got {tuple(table.shape)}"
+            )
+        self.register_buffer("index", table, persistent=False)
+        self.kinds = int(table.shape[-1])
+
+    @property
+    def width(self) -> int:
+        """Output width: A values and A presence flags."""
+        return 2 * self.kinds
+
+    def forward(self, user_dense: Tensor, domain_id: Tensor, category_id: Tensor) -> Tensor:
+        """``B x 2A``: the user's (standardised) weights on the candidate's category, then 1.0
+        where the weight exists and 0.0 where it does not (its value is then 0).
+
+        Args:
+            user_dense: ``B x F_u`` standardised dense user features.
+            domain_id: ``B`` candidate domains.
+            category_id: ``B`` candidate categories.
+        """
+        columns = self.index[domain_id, category_id]  # B x A
+        present = columns >= 0
+        values = user_dense.gather(1, columns.clamp_min(0)) * present  # B x A
+        return torch.cat([values, present.to(values.dtype)], dim=-1)

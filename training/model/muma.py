@@ -24,7 +24,7 @@ from training.batch import Batch
 from .config import MumaConfig, item_side_dim
 from .embeddings import FeatureEmbeddings
 from .encoder import BehaviourEncoder, EncodedInterest, distinct_histories
-from .graph import MetapathAggregator, path_summaries
+from .graph import CategoryAffinity, MetapathAggregator, path_summaries
 from .heads import ClickDwellHead, PositionBias, RankerOutput
 from .metapaths import resolve
 from .towers import DomainTowers
@@ -59,7 +59,13 @@ class MumaRanker(nn.Module):
         else:
             self.user_graph = MetapathAggregator(dim, config.graph.semantic_hidden)
             self.item_graph = MetapathAggregator(dim, config.graph.semantic_hidden)
+        self.affinity = (
+            CategoryAffinity(features.category_affinity)
+            if features.category_affinity and not config.no_graph
+            else None
+        )
         graph_width = 0 if config.no_graph else 2 * dim
+        graph_width += 0 if self.affinity is None else self.affinity.width
         input_dim = dim + 2 * item_dim + graph_width + features.user_dense + features.item_dense
         self.towers = DomainTowers(
             input_dim,
@@ -147,6 +153,8 @@ class MumaRanker(nn.Module):
             )  # B x P_i x D
             parts.append(self.user_graph(user_paths, batch.user_paths_mask.any(-1)))  # B x D
             parts.append(self.item_graph(item_paths, batch.item_paths_mask.any(-1)))  # B x D
+        if self.affinity is not None:
+            parts.append(self.affinity(batch.user_dense, batch.domain_id, batch.category_id))
         parts += [batch.user_dense, batch.item_dense]
         return self.towers(torch.cat(parts, dim=-1), batch.domain_id)  # B x H
 
