@@ -182,6 +182,7 @@ def prepare_real(name: str, work_dir: Path, params: TrainParams, caps: dict, see
         long_length=params.long_length,
         recent_length=min(params.muma.encoder.recent_length, params.long_length),
         seed=seed,
+        category_vectors=dataset.category_vectors,
     )
     encoded = {window: featurizer.transform(frame) for window, frame in frames.items()}
     split = {

@@ -102,6 +102,9 @@ class RealDataset:
         friendships: ``user_id, friend_id`` pairs (empty for MIND).
         valid_start, test_start: Window boundaries (UTC).
         user_features, item_features: Dense feature columns per side.
+        category_vectors: Domain -> its categories in the order of the per-category user
+            vectors (``<domain>_category_interest``, ``<domain>_friends_category_interest``),
+            for :meth:`training.featurize.Featurizer.fit`.
     """
 
     name: str
@@ -114,6 +117,7 @@ class RealDataset:
     test_start: datetime
     user_features: tuple[str, ...] = USER_FEATURES
     item_features: tuple[str, ...] = ITEM_FEATURES
+    category_vectors: dict[str, tuple[str, ...]] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
 
     def rows(self) -> dict[str, int]:
@@ -236,7 +240,11 @@ def build_dataset(
     if len(interactions) == 0:
         raise RealDataError("no impressions to build a training set from")
     frame = point_in_time_features(interactions, histories, sequence_length)
+    click_ms = _epoch_ms(frame["click_ts"], missing=0) if "click_ts" in frame else None
     frame = _with_items(frame, items)
+    vectors: dict[str, tuple[str, ...]] = {}
+    if click_ms is not None:
+        frame, vectors = with_category_vectors(frame, click_ms, social_edges)
     if group_requests_by_day:
         frame["request_id"] = frame["user_id"] + "@" + frame["ts"].dt.strftime("%Y-%m-%d")
     valid_start, test_start = split_boundaries(frame["ts"], valid_share, test_share, split_unit)
@@ -250,6 +258,11 @@ def build_dataset(
     friendships = (
         social_edges[["user_id", "friend_id"]].dropna().drop_duplicates().reset_index(drop=True)
     )
+    vector_columns = tuple(
+        f"{domain}_{kind}"
+        for domain in vectors
+        for kind in ("category_interest", "friends_category_interest")
+    )
     return RealDataset(
         name=name,
         train=train,
@@ -259,6 +272,8 @@ def build_dataset(
         friendships=friendships,
         valid_start=valid_start,
         test_start=test_start,
+        user_features=(*USER_FEATURES, *vector_columns),
+        category_vectors=vectors,
         notes={"built_with": "pandas/numpy from landing records (no Spark, no Feast)"},
     )
 
@@ -347,6 +362,93 @@ def point_in_time_features(
     out["dwell_ms"] = pd.Series(np.nan, index=out.index, dtype="float64")
     out["clicked"] = clicked
     return out
+
+
+def with_category_vectors(
+    frame: pd.DataFrame, click_ms: np.ndarray, social_edges: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, tuple[str, ...]]]:
+    """Add, per domain, the user's and the friends' click shares over the domain's categories.
+
+    The real-data twin of the feature store's ``<domain>_category_interest`` and
+    ``<domain>_friends_category_interest`` (there decayed; here plain counts, as the other
+    real-data features): for a row at ``t``, the user's clicks with click time ``< t`` on items
+    of each category of the domain, divided by their sum (null when the user has none in the
+    domain), and the same over the clicks of the users the row's user links to in
+    ``social_edges`` (``user_id -> friend_id``: who the user trusts). MUMA's graph module reads
+    the entry of the candidate's category (:class:`training.model.graph.CategoryAffinity`).
+
+    Args:
+        frame: Rows after :func:`_with_items` (``ts``, ``user_id``, ``domain``, ``category``,
+            ``clicked``), in the order of ``click_ms``.
+        click_ms: ``N`` click times in epoch ms (anything for unclicked rows).
+        social_edges: ``user_id, friend_id`` (may be empty).
+
+    Returns:
+        The frame with two list columns per domain that has categories, and domain -> its
+        categories in vector order (sorted names); ``{}`` and the frame unchanged when no row
+        has a category.
+    """
+    import pandas as pd
+
+    known = frame["category"].notna().to_numpy()
+    if not known.any():
+        return frame, {}
+    pairs = frame.loc[known, ["domain", "category"]].astype(str).drop_duplicates()
+    vectors = {
+        domain: tuple(sorted(group["category"]))
+        for domain, group in pairs.groupby("domain", sort=True)
+    }
+    slots = {(d, c): k for k, (d, c) in enumerate((d, c) for d in vectors for c in vectors[d])}
+    category_slot = np.array(
+        [
+            slots.get((str(d), str(c)), -1) if c is not None else -1
+            for d, c in zip(frame["domain"], frame["category"], strict=True)
+        ],
+        dtype=np.int64,
+    )
+    users, user_code = np.unique(frame["user_id"].astype(str).to_numpy(), return_inverse=True)
+    ts_ms = _epoch_ms(frame["ts"])
+    clicks = np.flatnonzero(frame["clicked"].to_numpy(bool) & (category_slot >= 0))
+    click_user, click_time, click_slot = user_code[clicks], click_ms[clicks], category_slot[clicks]
+
+    # A friend's click reaches every user who links to the friend, at the click's time.
+    edges = social_edges[["user_id", "friend_id"]].dropna().astype(str).drop_duplicates()
+    follower = np.searchsorted(users, edges["user_id"].to_numpy())
+    friend = np.searchsorted(users, edges["friend_id"].to_numpy())
+    present = (follower < len(users)) & (friend < len(users))
+    present[present] &= (users[follower[present]] == edges["user_id"].to_numpy()[present]) & (
+        users[friend[present]] == edges["friend_id"].to_numpy()[present]
+    )
+    follower, friend = follower[present], friend[present]
+    order = np.argsort(click_user, kind="stable")
+    by_user = click_user[order]
+    first = np.searchsorted(by_user, friend, side="left")
+    count = np.searchsorted(by_user, friend, side="right") - first
+    reach = np.repeat(np.arange(len(friend)), count)
+    offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    reached = order[first[reach] + offset]  # index into the clicks
+    shared_user = follower[reach]
+    shared_time, shared_slot = click_time[reached], click_slot[reached]
+
+    own = np.zeros((len(frame), len(slots)), np.float32)
+    friends = np.zeros((len(frame), len(slots)), np.float32)
+    for slot in range(len(slots)):
+        mine = click_slot == slot
+        own[:, slot] = _count_before(click_user[mine], click_time[mine], user_code, ts_ms)
+        theirs = shared_slot == slot
+        friends[:, slot] = _count_before(shared_user[theirs], shared_time[theirs], user_code, ts_ms)
+    out = frame.copy()
+    start = 0
+    for domain, names in vectors.items():
+        stop = start + len(names)
+        for kind, counts in (("category_interest", own), ("friends_category_interest", friends)):
+            block = counts[:, start:stop]
+            total = block.sum(axis=1, keepdims=True)
+            shares = np.divide(block, total, out=np.zeros_like(block), where=total > 0)
+            column = pd.Series(list(shares), index=out.index, dtype=object)
+            out[f"{domain}_{kind}"] = column.where(total[:, 0] > 0, None)
+        start = stop
+    return out, vectors
 
 
 def _count_before(

@@ -145,7 +145,14 @@ def test_hand_made_log_is_point_in_time_and_split_by_day() -> None:
         group_requests_by_day=True,
     )
     frame = pd.concat([ds.train, ds.valid, ds.test], ignore_index=True)
-    assert list(frame.columns) == list(FRAME_COLUMNS)
+    vectors = [
+        f"{domain}_{kind}"
+        for domain in ("news", "video")
+        for kind in ("category_interest", "friends_category_interest")
+    ]
+    assert list(frame.columns) == [*FRAME_COLUMNS, *vectors]
+    assert ds.category_vectors == {"news": ("a", "b"), "video": ("c", "d")}
+    assert ds.user_features == (*USER_FEATURES, *vectors)
     assert len(frame) == len(interactions)
     _check_point_in_time(interactions, frame, length=3)
     _check_split(ds.train, ds.valid, ds.test, ds)
@@ -161,6 +168,50 @@ def test_hand_made_log_is_point_in_time_and_split_by_day() -> None:
     # Items first seen after training are not in the catalog unless an item record says so.
     assert set(ds.catalog["item_id"]) == set(items["item_id"])
     assert ds.friendships.shape == (1, 2)
+
+
+def test_category_vectors_count_own_and_friends_clicks_before_the_impression() -> None:
+    """Each row's click shares per category, recounted by brute force from the raw log: the
+    user's own clicks and the clicks of the users it links to (u0 -> u1, u2 -> u0), with click
+    time strictly before the impression (same-day rows never see each other)."""
+    interactions, items = _log(days=6, seed=3)
+    edges = pd.DataFrame({"user_id": ["u0", "u2", "u9"], "friend_id": ["u1", "u0", "u0"]})
+    ds = build_dataset(
+        "hand", interactions, items, edges, valid_share=0.2, test_share=0.2, split_unit="day"
+    )
+    frame = pd.concat([ds.train, ds.valid, ds.test], ignore_index=True)
+    category = dict(zip(items["item_id"], items["category"], strict=True))
+    clicks = interactions[interactions["clicked"]].assign(
+        category=lambda f: f["item_id"].map(category)
+    )
+    links = {"u0": ["u1"], "u2": ["u0"]}
+    checked = 0
+    for _, row in frame.iterrows():
+        for domain, names in ds.category_vectors.items():
+            for kind, users in (
+                ("category_interest", [row["user_id"]]),
+                ("friends_category_interest", links.get(row["user_id"], [])),
+            ):
+                seen = clicks[clicks["user_id"].isin(users) & (clicks["click_ts"] < row["ts"])]
+                counts = np.array([(seen["category"] == name).sum() for name in names], float)
+                value = row[f"{domain}_{kind}"]
+                if counts.sum() == 0:
+                    assert value is None
+                else:
+                    np.testing.assert_allclose(value, counts / counts.sum(), rtol=1e-6)
+                    checked += 1
+    assert checked > 20
+    # No category at all: no vectors, the frame as before.
+    bare = build_dataset(
+        "bare",
+        interactions,
+        items.assign(category=None),
+        edges,
+        valid_share=0.2,
+        test_share=0.2,
+        split_unit="day",
+    )
+    assert bare.category_vectors == {} and bare.user_features == USER_FEATURES
 
 
 def test_split_needs_distinct_times() -> None:
