@@ -67,6 +67,7 @@ MODELS = (
     "fm",
     "deepfm",
     "din",
+    "din+affinity",
     "gru4rec",
     "bst",
     "muma-no_time_decay",
@@ -251,7 +252,9 @@ class PeakRss:
 
 
 def model_params(base: TrainParams, name: str, epochs: int, propensity: bool) -> TrainParams:
-    """TrainParams of a benchmark model name (``muma``, ``muma-<ablation>``, a baseline)."""
+    """TrainParams of a benchmark model name (``muma``, ``muma-<ablation>``, a baseline, or
+    ``<baseline>+affinity``: the baseline also reading MUMA's category affinity)."""
+    name, affinity, _ = name.partition("+affinity")
     model, _, ablation = name.partition("-")
     loss = base.loss.model_copy(
         update={"propensity_weighting": propensity and ablation != "no_propensity"}
@@ -262,6 +265,7 @@ def model_params(base: TrainParams, name: str, epochs: int, propensity: bool) ->
             "ablation": "none" if ablation in ("", "no_propensity") else ablation,
             "epochs": epochs,
             "loss": loss,
+            "baseline": base.baseline.model_copy(update={"category_affinity": bool(affinity)}),
         }
     )
 

@@ -61,6 +61,10 @@ class BaselineParams(_Strict):
     transformer_heads: int = Field(default=2, ge=1)
     transformer_ff: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    category_affinity: bool = Field(
+        default=False,
+        description="also feed the sequence baselines MUMA's category affinity (a control)",
+    )
 
 
 class TrainParams(_Strict):

@@ -199,6 +199,7 @@ def model_config(params: TrainParams, featurizer: Featurizer) -> dict[str, Any]:
             transformer_ff=base.transformer_ff,
             recent_length=featurizer.recent_length,
             dropout=base.dropout,
+            category_affinity=base.category_affinity,
         )
     return config.model_dump(mode="json")
 

@@ -432,3 +432,20 @@ def test_muma_feeds_the_affinity_to_its_towers_and_no_graph_drops_it(data):
         assert model(batch).click_logit.shape == (40,)
     ablated = build_model("muma", config | {"no_graph": True})
     assert ablated.affinity is None
+
+
+def test_din_reads_the_affinity_only_when_asked(data):
+    """The control: DIN with MUMA's category affinity; off by default."""
+    catalog, train, _, _ = data
+    featurizer = _affinity_featurizer(train, catalog)
+    params = TrainParams(model="din", epochs=1)
+    plain = build_model("din", model_config(params, featurizer))
+    assert plain.affinity is None
+    asked = params.model_copy(
+        update={"baseline": params.baseline.model_copy(update={"category_affinity": True})}
+    )
+    control = build_model("din", model_config(asked, featurizer))
+    assert control.affinity is not None
+    batch = featurizer.batch(featurizer.transform(train.head(30)))
+    with torch.inference_mode():
+        assert control(batch).click_logit.shape == (30,)

@@ -20,6 +20,7 @@ from training.batch import Batch
 from .attention import TargetAttention
 from .config import BaselineConfig, item_side_dim
 from .embeddings import FeatureEmbeddings
+from .graph import CategoryAffinity
 from .heads import PositionBias, RankerOutput
 from .towers import feedforward
 
@@ -126,6 +127,9 @@ class _SequenceBaseline(_Harness):
         super().__init__(config)
         item_dim = item_side_dim(config.embedding)
         width = config.embedding.dim + 3 * item_dim + self.dense_dim
+        table = config.features.category_affinity
+        self.affinity = CategoryAffinity(table) if config.category_affinity and table else None
+        width += 0 if self.affinity is None else self.affinity.width
         self.mlp = nn.Sequential(
             feedforward([width, *config.hidden], config.dropout), nn.Linear(config.hidden[-1], 1)
         )
@@ -140,6 +144,8 @@ class _SequenceBaseline(_Harness):
         interest = self.interest(batch, candidate)  # B x D_item
         user = self.embeddings.user(batch.user_id)  # B x D
         features = [user, candidate, interest, candidate * interest, self.dense(batch)]
+        if self.affinity is not None:
+            features.append(self.affinity(batch.user_dense, batch.domain_id, batch.category_id))
         logit = self.mlp(torch.cat(features, dim=-1)).squeeze(-1)  # B
         return RankerOutput(logit + self.bias(batch), None)
 

@@ -174,6 +174,11 @@ class BaselineConfig(_Strict):
     transformer_ff: int = Field(default=32, ge=1)
     recent_length: int = Field(default=20, ge=1)
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    category_affinity: bool = Field(
+        default=False,
+        description="din, gru4rec, bst: also read MUMA's category affinity (CategoryAffinity) "
+        "when the feature space has the table; a control that isolates what that lookup adds",
+    )
 
 
 def item_side_dim(embedding: EmbeddingConfig) -> int:
