@@ -91,3 +91,14 @@ def test_the_bandit_posterior_is_refit_on_every_logged_impression_after_a_retrai
         retrains = report["policies"][name]["retrains"]
         assert retrains and all(r["posterior_rows"] == r["rows"] for r in retrains)
     assert all(r["posterior_rows"] == 0 for r in report["policies"]["greedy"]["retrains"])
+
+
+def test_the_bandits_days_report_what_exploration_cost_and_found(report: dict) -> None:
+    first, second = report["policies"]["bandit"]["daily"]
+    assert "exploration" not in first, "day 1 serves the logging policy"
+    explore = second["exploration"]
+    assert 0 <= explore["explored_share"] <= 1
+    assert 0 <= explore["explored_in_oracle_top_k"] <= 1
+    assert 0 <= explore["exploited_in_oracle_top_k"] <= 1
+    assert explore["mean_posterior_width"] > 0 and explore["mean_logit_std"] > 0
+    assert all("exploration" not in day for day in report["policies"]["greedy"]["daily"])
