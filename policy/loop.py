@@ -13,8 +13,9 @@ Policies:
 * ``popularity``: the candidates with the most clicks in this policy's world over the last
   24 hours.
 * ``greedy``: the MUMA ranker's top-K (propensity 1: it never explores).
-* ``bandit``: MUMA's bandit-propensity policy: the ranker's logit plus a neural-linear UCB bonus
-  on its last hidden layer, sampled by Plackett-Luce with an epsilon share of uniform
+* ``bandit``: MUMA's bandit-propensity policy: the ranker's probability corrected hour by hour by
+  a neural-linear posterior on its last hidden layer (fitted on the ranker's residuals), a UCB
+  bonus, a softmax over the top ``top_m``, and per slot an epsilon share of uniform
   exploration and a propensity floor (:func:`policy.policies.choose_slates`).
 * ``bandit_unweighted``: the same policy retrained *without* inverse-propensity weighting, to
   measure what debiased retraining is worth.

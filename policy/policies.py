@@ -3,10 +3,11 @@
 - ``greedy``: top-K by score (propensity 1: nothing to learn from off-policy).
 - ``epsilon_greedy``: each slot the best remaining candidate, or a uniform one with prob. epsilon.
 - ``softmax``: Plackett-Luce over ``softmax(logit / temperature)``.
-- ``bandit`` (MUMA's bandit-propensity policy): the ranker's logit plus a neural-linear UCB
-  bonus, sampled by Plackett-Luce at ``temperature`` with an epsilon share of uniform
-  exploration and a propensity floor, so every shown item has an exact propensity that IPS
-  and DR can use, and none is smaller than the floor.
+- ``bandit`` (MUMA's bandit-propensity policy): the ranker's logit, optionally corrected by
+  the neural-linear posterior mean, plus a UCB bonus; a softmax at ``temperature`` over the
+  ``top_m`` best, sampled slot by slot with an epsilon share of uniform exploration and a
+  propensity floor in every slot, so every shown item has an exact propensity that IPS and DR
+  can use, and none is smaller than the floor.
 
 Exploration settings are per domain (``policy.domains`` in params.yaml).
 """
