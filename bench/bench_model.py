@@ -30,8 +30,24 @@ from training.model.config import (
 )
 from training.model.muma import MumaRanker, count_parameters
 
+_AFFINITY_KINDS = 3
 FEATURES = FeatureSpace(
-    users=20_000, items=50_000, categories=100, creators=2_000, user_dense=8, item_dense=8
+    users=20_000,
+    items=50_000,
+    categories=100,
+    creators=2_000,
+    user_dense=8,
+    item_dense=8,
+    # MUMA's category affinity reads 3 columns per candidate (own, friends', gaze); which
+    # columns does not change its cost, so category c of every domain points at column c % 8.
+    category_affinity=tuple(
+        ((-1,) * _AFFINITY_KINDS,) * 101
+        if domain == 0
+        else tuple(
+            ((c % 8,) * _AFFINITY_KINDS if c > 1 else (-1,) * _AFFINITY_KINDS) for c in range(101)
+        )
+        for domain in range(4)
+    ),
 )
 MODELS = (
     "muma",
