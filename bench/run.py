@@ -172,8 +172,14 @@ def write_doc(results: dict) -> None:
                     f"{result.get('gauc')}, ECE {result.get('ece')}; "
                     f"{result.get('samples_per_second_median')} samples/s | "
                     f"{rows.get('train')} train / {rows.get('test')} test rows; "
-                    f"{ranker.get('machine')}, {ranker.get('date')}; load average "
-                    f"{entry.get('load_average_1m_start')}-{entry.get('load_average_1m_end')} |"
+                    f"{ranker.get('machine')}, {ranker.get('date')}; "
+                    + (
+                        result["run"]  # a model merged in from another run says which
+                        if result.get("run")
+                        else f"load average {entry.get('load_average_1m_start')}-"
+                        f"{entry.get('load_average_1m_end')}"
+                    )
+                    + " |"
                 )
         scale = ranker.get("scale") or {}
         for model, result in scale.get("models", {}).items():
