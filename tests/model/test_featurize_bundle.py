@@ -325,12 +325,16 @@ def test_a_worse_challenger_is_never_promoted(data):
     assert not decide(good, good_eval, None, None, strict).promote
 
 
-def _affinity_featurizer(train: pd.DataFrame, catalog: pd.DataFrame) -> Featurizer:
+def _affinity_featurizer(
+    train: pd.DataFrame,
+    catalog: pd.DataFrame,
+    user_features: tuple[str, ...] = ("news_clicks_24h", "news_category_interest"),
+) -> Featurizer:
     return Featurizer.fit(
         train,
         catalog,
         pd.DataFrame({"user_id": ["u1"], "friend_id": ["u2"]}),
-        user_feature_names=["news_clicks_24h", "news_category_interest"],
+        user_feature_names=list(user_features),
         item_feature_names=["ctr_24h"],
         graph=GraphConfig(neighbours=4),
         long_length=6,
@@ -380,18 +384,7 @@ def test_affinity_index_points_at_the_candidates_category_entry(data):
 def test_affinity_is_empty_without_category_vectors(data):
     catalog, train, _, featurizer = data
     assert featurizer.feature_space().category_affinity == ()
-    other = Featurizer.fit(
-        train,
-        catalog,
-        pd.DataFrame({"user_id": ["u1"], "friend_id": ["u2"]}),
-        user_feature_names=["news_clicks_24h"],
-        item_feature_names=["ctr_24h"],
-        graph=GraphConfig(neighbours=4),
-        long_length=6,
-        recent_length=3,
-        seed=0,
-        category_vectors=CATEGORIES,
-    )
+    other = _affinity_featurizer(train, catalog, user_features=("news_clicks_24h",))
     assert other.feature_space().category_affinity == ()  # no vector column to read
 
 
