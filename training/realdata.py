@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 USER_FEATURES = ("user_impressions", "user_clicks", "user_ctr", "user_hours_since_click")
 ITEM_FEATURES = ("item_impressions", "item_clicks", "item_ctr", "item_hours_since_first_seen")
 USER_PRIOR_STRENGTH, ITEM_PRIOR_STRENGTH = 10.0, 20.0
+VECTOR_KINDS = ("category_interest", "friends_category_interest")
+"""Per-category user vectors of :func:`with_category_vectors`: ``<domain>_<kind>`` columns."""
 FRAME_COLUMNS = (
     "event_id",
     "ts",
@@ -258,11 +260,7 @@ def build_dataset(
     friendships = (
         social_edges[["user_id", "friend_id"]].dropna().drop_duplicates().reset_index(drop=True)
     )
-    vector_columns = tuple(
-        f"{domain}_{kind}"
-        for domain in vectors
-        for kind in ("category_interest", "friends_category_interest")
-    )
+    vector_columns = tuple(f"{domain}_{kind}" for domain in vectors for kind in VECTOR_KINDS)
     return RealDataset(
         name=name,
         train=train,
@@ -441,7 +439,7 @@ def with_category_vectors(
     start = 0
     for domain, names in vectors.items():
         stop = start + len(names)
-        for kind, counts in (("category_interest", own), ("friends_category_interest", friends)):
+        for kind, counts in zip(VECTOR_KINDS, (own, friends), strict=True):
             block = counts[:, start:stop]
             total = block.sum(axis=1, keepdims=True)
             shares = np.divide(block, total, out=np.zeros_like(block), where=total > 0)
