@@ -95,8 +95,10 @@ def test_killed_mid_write_keeps_the_old_partition_and_the_rerun_completes(
             assert child.poll() is None, "the job ended before it wrote anything to kill"
             assert time.monotonic() < deadline, "the job never started writing"
             time.sleep(0.01)
-        os.killpg(child.pid, signal.SIGKILL)
+        # Whether it was still running is read before the kill: a poll() after it can already
+        # reap the killed child and report -9, which would read as "had ended".
         killed_while_running = child.poll() is None
+        os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
