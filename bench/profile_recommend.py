@@ -51,8 +51,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("read_user", "serving.features.RedisOnlineFeatures", "read_user"),
     ("candidates", "serving.service", "generate"),
     ("item_rows", "serving.service.Service", "_item_rows"),
-    ("encode", "serving.scoring.RequestEncoder", "request"),
-    ("score", "serving.service", "score"),
+    ("score", "serving.scoring.RequestScorer", "score"),
     ("policy", "serving.service.Service", "_choose"),
     ("log", "serving.service.Service", "_log_served"),
     ("metrics", "serving.service.Service", "_observe"),
@@ -61,8 +60,9 @@ SUBSTAGES: tuple[tuple[str, str, str], ...] = (
     # parts of the stages above, reported on their own (not subtracted from ``other``)
     ("item_rows.read", "serving.features.RedisOnlineFeatures", "read_items"),
     ("item_rows.encode", "serving.scoring.RequestEncoder", "items"),
-    ("encode.user", "training.featurize.Featurizer", "encode_user"),
-    ("score.batch", "training.featurize.Featurizer", "batch"),
+    ("score.user", "training.featurize.Featurizer", "encode_user"),
+    ("score.inputs", "serving.scoring", "request_inputs"),
+    ("score.model", "training.model.request.RequestRanker", "scores"),
 )
 
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .candidates import CandidateIndex
-from .item_cache import ItemCache
-from .scoring import RequestEncoder, score, speed_up
+from .item_cache import ItemCache, ItemRows
+from .scoring import RequestEncoder, RequestScorer, score, speed_up
 
 if TYPE_CHECKING:
     from muma.settings import Settings
@@ -48,6 +48,7 @@ class ModelState:
         path: Its directory.
         reader: Online feature reader for the features this model reads.
         encoder: Encodes requests with the model's featurizer.
+        scorer: Scores a request's candidates (the fast path for MUMA; built per model).
         items: Its candidates' encoded rows, kept ``serve.item_cache_seconds``.
         index: Popular and fresh candidates over its item vocabulary.
         bandits: Neural-linear posteriors per domain (``bandit`` policy only).
@@ -60,6 +61,7 @@ class ModelState:
     index: CandidateIndex
     encoder: RequestEncoder
     items: ItemCache
+    scorer: RequestScorer
     bandits: dict[str, NeuralLinearUCB] | None = None
     loaded_at: float = field(default_factory=time.time)
     bandit_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,11 +91,20 @@ def _cold_row(encoder: RequestEncoder, position: int) -> Encoded:
     return encoder.request("__smoke__", {}, items, domains, time.time(), position)
 
 
-def smoke_score(bundle: ModelBundle, encoder: RequestEncoder, position: int) -> None:
-    """Score one cold-start row; raises unless the model gives a finite logit."""
-    logits = score(bundle, _cold_row(encoder, position)).logits
+def smoke_score(bundle: ModelBundle, scorer: RequestScorer, position: int) -> None:
+    """Score one cold-start row; raises unless the model gives a finite logit, and the same
+    through the scorer as through the ordinary forward pass."""
+    logits = score(bundle, _cold_row(scorer.encoder, position)).logits
     if not np.isfinite(logits).all():
         raise ValueError("the model gives non-finite scores on a cold-start row")
+    row = _cold_row(scorer.encoder, position)
+    items = ItemRows(row.item, row.category, row.creator, row.item_dense, np.empty((1, 0), object))
+    fast = scorer.score("__smoke__", {}, items, np.asarray(["news"], dtype=object), 0.0, position)
+    if not np.allclose(fast.logits, logits, rtol=1e-4, atol=1e-4):
+        raise ValueError(
+            f"the request scorer gives {fast.logits[0]:.6f} on a cold-start row, the model's "
+            f"forward pass {logits[0]:.6f}"
+        )
 
 
 class ModelManager:
@@ -148,12 +159,13 @@ class ModelManager:
         bundle = ModelBundle.load(path)
         speed_up(bundle.featurizer)
         encoder = RequestEncoder(bundle.featurizer)
-        smoke_score(bundle, encoder, int(bundle.info.get("serving_position", 1)))
+        scorer = RequestScorer(bundle, encoder)
+        smoke_score(bundle, scorer, int(bundle.info.get("serving_position", 1)))
         reader = self.make_reader(bundle)
         index = CandidateIndex.build(bundle.featurizer, self._guarded_items(reader), self.params)
         bandits = self._bandits(bundle, encoder) if self.params.policy == "bandit" else None
         items = ItemCache(self.params.item_cache_seconds, self.params.item_cache_items)
-        return ModelState(bundle, Path(path), reader, index, encoder, items, bandits)
+        return ModelState(bundle, Path(path), reader, index, encoder, items, scorer, bandits)
 
     def _guarded_items(self, reader: OnlineFeatures) -> Callable:
         return lambda ids: self.guard.call(reader.read_items, ids)

@@ -6,6 +6,11 @@ and broadcast; the candidates' part comes from the item cache (:mod:`serving.ite
 :class:`RequestEncoder` is tested to give the same tensors as encoding the full frame. One
 :meth:`training.bundle.ModelBundle.logits` call (under ``torch.inference_mode``) scores all
 candidates of all domains together.
+
+A MUMA bundle is scored through :class:`RequestScorer`'s fast path instead: the user's part is
+not broadcast at all, and :class:`training.model.request.RequestRanker` computes the model's
+logits with every part done once where it changes (per model, per request, per candidate);
+``tests/serving/test_fast_scoring.py`` checks it against the ordinary forward pass.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from training.batch import DOMAIN_IDS
-from training.featurize import Encoded, FeatureError
+from training.featurize import UNKNOWN, Encoded, FeatureError
 
 from .item_cache import ItemRows, encode_items
 
 if TYPE_CHECKING:
     from training.bundle import ModelBundle
-    from training.featurize import Featurizer
+    from training.featurize import Featurizer, UserPart
+    from training.model.request import RequestInputs, RequestRanker
 
 
 class RequestEncoder:
@@ -127,6 +133,113 @@ def score(bundle: ModelBundle, encoded: Encoded, with_hidden: bool = False) -> S
     logits = bundle.logits(batch, chunk=max(len(encoded), 1)).numpy().astype(np.float64)
     hidden = bundle.hidden(batch).numpy().astype(np.float64) if with_hidden else None
     return Scores(logits, hidden)
+
+
+class RequestScorer:
+    """Scores a request's candidates with one loaded bundle.
+
+    A MUMA model goes through :class:`training.model.request.RequestRanker` (its item graph
+    table is built here, once per loaded model); any other model through
+    :meth:`RequestEncoder.request` and :func:`score`, the ordinary forward pass over the
+    broadcast rows. Both give the same scores (``tests/serving/test_fast_scoring.py``).
+
+    Args:
+        bundle: The loaded bundle (its featurizer already :func:`speed_up`-ed, if wanted).
+        encoder: The bundle's request encoder.
+        fast: Use the fast path when the model allows it (False: always the ordinary one).
+    """
+
+    def __init__(self, bundle: ModelBundle, encoder: RequestEncoder, fast: bool = True) -> None:
+        import torch
+
+        from training.model.muma import MumaRanker
+        from training.model.request import RequestRanker
+
+        self.bundle, self.encoder = bundle, encoder
+        self.ranker: RequestRanker | None = None
+        if fast and isinstance(bundle.model, MumaRanker):
+            bundle.model.eval()
+            neighbours = torch.from_numpy(bundle.featurizer.item_neighbours)
+            self.ranker = RequestRanker(bundle.model, neighbours, bundle.temperature)
+
+    def score(
+        self,
+        user_id: str,
+        values: Mapping[str, Any],
+        items: ItemRows,
+        domains: np.ndarray,
+        ts_s: float,
+        position: int,
+        with_hidden: bool = False,
+    ) -> Scores:
+        """Calibrated logits of every candidate (and hidden features for the bandit).
+
+        Args:
+            user_id: The user.
+            values: The user's online feature values (the sequence newest first).
+            items: The candidates' encoded rows.
+            domains: ``N`` domain names, the domain each candidate is scored in.
+            ts_s: Request time, epoch seconds.
+            position: The serving slot every candidate is scored at.
+            with_hidden: Also return the towers' last hidden layer.
+        """
+        if self.ranker is None:
+            encoded = self.encoder.request(user_id, values, items, domains, ts_s, position)
+            return score(self.bundle, encoded, with_hidden)
+        one = self.encoder.featurizer.encode_user(user_id, values, ts_s)
+        inputs = request_inputs(self.encoder.featurizer, one, items, domain_ids(domains), position)
+        logits, hidden = self.ranker.scores(inputs)
+        return Scores(
+            logits.numpy().astype(np.float64),
+            hidden.numpy().astype(np.float64) if with_hidden else None,
+        )
+
+
+def request_inputs(
+    featurizer: Featurizer, one: UserPart, items: ItemRows, domain: np.ndarray, position: int
+) -> RequestInputs:
+    """The fast path's tensors of a request: what :meth:`training.featurize.Featurizer.batch`
+    makes of the broadcast rows (cold ids to unknown, behaviours' categories and domains from
+    the catalog, the user's graph neighbours by its own id), with the user's part kept once.
+
+    Args:
+        featurizer: The bundle's featurizer.
+        one: The user's encoded part (one row).
+        items: The candidates' encoded rows (``N``).
+        domain: ``N`` int64 domain ids.
+        position: The serving slot (0 counts as 1, as in :meth:`RequestEncoder.request`).
+    """
+    import torch
+
+    from training.model.request import RequestInputs
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values))
+
+    def known(ids: np.ndarray, trained: np.ndarray | None) -> torch.Tensor:
+        return tensor(ids if trained is None else np.where(trained[ids], ids, UNKNOWN))
+
+    item_trained = featurizer.item_trained
+    return RequestInputs(
+        user_id=known(one.user, featurizer.user_trained),
+        user_dense=tensor(one.user_dense),
+        user_paths=tensor(featurizer.user_neighbours[one.user].astype(np.int64)),
+        long_item_id=known(one.long_item, item_trained),
+        long_category_id=tensor(featurizer.item_category[one.long_item]),
+        long_domain_id=tensor(featurizer.item_domain[one.long_item]),
+        long_gap_hours=tensor(one.long_gap),
+        recent_item_id=known(one.recent_item, item_trained),
+        recent_category_id=tensor(featurizer.item_category[one.recent_item]),
+        recent_domain_id=tensor(featurizer.item_domain[one.recent_item]),
+        recent_gap_hours=tensor(one.recent_gap),
+        item_id=known(items.item, item_trained),
+        graph_item_id=tensor(items.item),
+        category_id=tensor(items.category),
+        creator_id=tensor(items.creator),
+        domain_id=tensor(np.maximum(domain, 1)),
+        item_dense=tensor(items.item_dense),
+        position=position or 1,
+    )
 
 
 class FastVocabulary:

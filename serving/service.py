@@ -43,7 +43,6 @@ from .impressions import FeatureRecord, ServingLog, hour_of, iso_utc
 from .item_cache import ItemRows
 from .metrics import AGE_BUCKETS, Metrics
 from .reload import ModelManager, ModelState, ReloadResult
-from .scoring import score
 
 if TYPE_CHECKING:
     from muma.settings import Settings
@@ -296,10 +295,15 @@ class Service:
                 [np.full(candidates.count(d), d, dtype=object) for d in domains]
             )
             position = int(bundle.info.get("serving_position", 1))
-            encoded = state.encoder.request(
-                request.user_id, user.values, item_rows, candidate_domains, now_s, position
+            scores = state.scorer.score(
+                request.user_id,
+                user.values,
+                item_rows,
+                candidate_domains,
+                now_s,
+                position,
+                with_hidden=state.bandits is not None,
             )
-            scores = score(bundle, encoded, with_hidden=state.bandits is not None)
             scored = time.perf_counter()
             probabilities = scores.probabilities
             rng = np.random.default_rng()
