@@ -391,7 +391,6 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
                         "redis_timeout_ms": 250.0,
                         "redis_retry_seconds": 0.5,
                         "flush_seconds": 2.0,
-                        "index_refresh_seconds": 3600.0,
                     },
                 }
             )

@@ -82,7 +82,8 @@ class CandidateIndex:
         featurizer: Featurizer,
         read_items: Callable[[list[str]], pd.DataFrame] | None,
         params: ServeParams,
-        chunk: int = 5000,
+        chunk: int = 2000,
+        on_read: Callable[[pd.DataFrame, float], None] | None = None,
     ) -> CandidateIndex:
         """Read every known item's stats (in chunks) and rank them per domain.
 
@@ -90,7 +91,11 @@ class CandidateIndex:
             featurizer: The model's featurizer (its item vocabulary is the universe).
             read_items: Reads ``item_hourly_stats`` rows (a guarded online read), or None.
             params: Serving params (list lengths).
-            chunk: Items per read.
+            chunk: Items per read (each read holds the GIL while it decodes: small chunks
+                keep the requests running meanwhile from waiting long).
+            on_read: Called with the rows read (every vocabulary item, in vocabulary order)
+                and the epoch seconds the read began, when the store answered: the item
+                cache encodes the whole catalogue from them.
 
         A store that is down gives an index in vocabulary order, flagged ``from_store=False``.
         """
@@ -98,6 +103,7 @@ class CandidateIndex:
         ids = np.arange(_FIRST_ID, len(tokens) + _FIRST_ID)
         domains = domain_names(featurizer, ids)
         stats = None
+        read_at = time.time()
         if read_items is not None:
             try:
                 parts = [
@@ -107,6 +113,8 @@ class CandidateIndex:
                 stats = pd.concat(parts, ignore_index=True) if parts else None
             except FeatureStoreDown:
                 stats = None
+        if stats is not None and on_read is not None:
+            on_read(stats, read_at)
         keep = max(params.candidates.max_per_domain, params.fallback_items_per_domain)
         popular, fresh, heads = {}, {}, []
         clicks = _popularity(stats, len(ids))

@@ -72,7 +72,8 @@ class ServeParams(_Strict):
         redis_retry_seconds: After a Redis failure, serve degraded this long before trying
             Redis again (so a dead server costs one timeout, not one per request).
         reload_poll_seconds: How often ``champion.json`` is checked for a new version.
-        index_refresh_seconds: How often popular and fresh items are re-read.
+        index_refresh_seconds: How often every known item's row is re-read: popular and fresh
+            items ranked again, the item cache refilled.
         fallback_items_per_domain: Popular and fresh items kept in process with their
             features, served when the online store is down.
         flush_seconds: Impressions, events and served features are written this often.
@@ -88,7 +89,9 @@ class ServeParams(_Strict):
             instead of each costing a pandas aggregation under load.
         item_cache_seconds: How long a candidate's encoded item row is reused before it is
             read from the online store again (:mod:`serving.item_cache`; item features change
-            when the store is materialised); 0 reads every candidate on every request.
+            when the store is materialised); 0 reads every candidate on every request. Every
+            index build (``index_refresh_seconds``) stores the whole catalogue in the cache, so
+            with a longer TTL than that, requests find every known item in date.
         item_cache_items: Bound on the cached items (the cache starts over beyond it).
     """
 
@@ -112,7 +115,7 @@ class ServeParams(_Strict):
     torch_threads: int = Field(default=1, ge=1)
     worker_threads: int = Field(default=8, ge=1)
     push_interval_seconds: float = Field(default=0.2, ge=0)
-    item_cache_seconds: float = Field(default=30.0, ge=0)
+    item_cache_seconds: float = Field(default=90.0, ge=0)
     item_cache_items: int = Field(default=500_000, ge=1)
 
     @model_validator(mode="after")

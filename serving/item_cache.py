@@ -12,8 +12,14 @@ log still records exactly what was scored), for ``serve.item_cache_seconds``:
   (only those items, in one pipelined round trip) and encoded with the bundle's featurizer;
 * while the store is down, entries past their TTL are still served (stale beats the
   fallback's popularity rows); items never seen get the fallback rows, which are not cached;
+* the whole catalogue -- every item of the model's vocabulary -- is stored whenever the
+  candidate index is built (at load and every ``index_refresh_seconds`` in the background),
+  from the rows that build reads anyway; with ``item_cache_seconds`` longer than that, a
+  request finds every known item in date and reads the store only for items outside the
+  vocabulary (approved uploads) or after the store was down;
 * ``item_cache_seconds: 0`` turns it off (every request reads every candidate);
-* one cache per loaded model (it holds that model's encoding), so a reload starts empty.
+* one cache per loaded model (it holds that model's encoding), so a reload starts with the new
+  model's catalogue.
 
 Thread-safe: requests run in a thread pool.
 """
@@ -144,10 +150,13 @@ class ItemCache:
         if not self.enabled or not tokens:
             return
         with self._lock:
-            if len(self._slot) + len(tokens) > self.max_items:
+            slots = np.fromiter(map(self._slot.get, tokens, repeat(-1)), np.int64, len(tokens))
+            new = np.flatnonzero(slots < 0)
+            if len(self._slot) + len(new) > self.max_items:
                 self._slot, self._rows, self._fetched = {}, None, np.zeros(0)
-            slots = np.empty(len(tokens), np.int64)
-            for index, token in enumerate(tokens):
+                new = np.arange(len(tokens))
+            for index in new.tolist():  # a token may repeat: the first occurrence takes a slot
+                token = tokens[index]
                 slot = self._slot.get(token)
                 if slot is None:
                     slot = self._slot[token] = len(self._slot)

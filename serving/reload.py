@@ -28,6 +28,8 @@ from .item_cache import ItemCache, ItemRows
 from .scoring import RequestEncoder, RequestScorer, score, speed_up
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from muma.settings import Settings
     from policy.bandit import NeuralLinearUCB
     from training.bundle import ModelBundle
@@ -107,6 +109,18 @@ def smoke_score(bundle: ModelBundle, scorer: RequestScorer, position: int) -> No
         )
 
 
+def _catalog_into(items: ItemCache, encoder: RequestEncoder) -> Callable:
+    """Stores the catalogue's rows, read for the candidate index, encoded in the item cache,
+    so requests find every known item there (the index is rebuilt every
+    ``index_refresh_seconds``, shorter than ``item_cache_seconds``, so they stay in date)."""
+
+    def store(rows: pd.DataFrame, read_at: float) -> None:
+        if items.enabled and len(rows) <= items.max_items:
+            items.store(rows["item_id"].tolist(), encoder.items(rows), read_at)
+
+    return store
+
+
 class ModelManager:
     """Holds the serving :class:`ModelState` and replaces it when the champion changes.
 
@@ -162,9 +176,14 @@ class ModelManager:
         scorer = RequestScorer(bundle, encoder)
         smoke_score(bundle, scorer, int(bundle.info.get("serving_position", 1)))
         reader = self.make_reader(bundle)
-        index = CandidateIndex.build(bundle.featurizer, self._guarded_items(reader), self.params)
-        bandits = self._bandits(bundle, encoder) if self.params.policy == "bandit" else None
         items = ItemCache(self.params.item_cache_seconds, self.params.item_cache_items)
+        index = CandidateIndex.build(
+            bundle.featurizer,
+            self._guarded_items(reader),
+            self.params,
+            on_read=_catalog_into(items, encoder),
+        )
+        bandits = self._bandits(bundle, encoder) if self.params.policy == "bandit" else None
         return ModelState(bundle, Path(path), reader, index, encoder, items, scorer, bandits)
 
     def _guarded_items(self, reader: OnlineFeatures) -> Callable:
@@ -230,7 +249,10 @@ class ModelManager:
         if state is None:
             return
         index = CandidateIndex.build(
-            state.bundle.featurizer, self._guarded_items(state.reader), self.params
+            state.bundle.featurizer,
+            self._guarded_items(state.reader),
+            self.params,
+            on_read=_catalog_into(state.items, state.encoder),
         )
         if index.from_store or not state.index.from_store:
             state.index = index

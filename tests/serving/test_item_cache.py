@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -64,9 +66,15 @@ def test_the_cache_grows_past_its_first_buffer_and_starts_over_at_its_bound(enco
     slots, fresh = cache.lookup(ids, now_s=2.0)
     assert fresh.all()
     _same(cache.rows(slots), rows)
-    fresh_ids = ["x1", "x2", *ids[:20]]
-    cache.store(fresh_ids, _rows(encoder, world, fresh_ids), 3.0)
-    assert len(cache) == 22  # over the bound: started over with the new rows only
+    within = ["x1", "x2", *ids[:20]]  # two new entries: still within the bound
+    cache.store(within, _rows(encoder, world, within), 3.0)
+    assert len(cache) == len(ids) + 2
+    over = [f"y{n}" for n in range(9)] + ids[:20]
+    cache.store(over, _rows(encoder, world, over), 4.0)
+    assert len(cache) == 29  # over the bound: started over with the new rows only
+    slots, fresh = cache.lookup(over, now_s=4.0)
+    assert fresh.all()
+    _same(cache.rows(slots[9:]), rows.take(np.arange(20)))
 
 
 def test_a_zero_ttl_turns_the_cache_off(encoder, world):
@@ -97,3 +105,54 @@ def test_raw_values_are_the_frame_cells_and_none_for_absent_columns(encoder, wor
     for index, column in enumerate(encoder.featurizer.item_columns):
         want = frame[column.name].tolist() if column.name in frame else [None] * len(frame)
         assert rows.raw[:, index].tolist() == want, column.name
+
+
+def test_every_index_build_stores_the_whole_catalogue(
+    tmp_path, bundles, world, redis_server, helpers, monkeypatch
+):
+    import redis
+
+    from feature_repo.config import FeaturesParams
+    from feature_repo.tables import ITEM_STATS, feature_tables
+    from serving.online_rows import write_rows
+    from serving.schemas import RecommendRequest
+    from serving.service import Service
+
+    client = redis.Redis.from_url(redis_server.url)
+    helpers.fill_online(client, world)
+    data_root = tmp_path / "data"
+    helpers.promote_dir(data_root, bundles["first"])
+    svc = Service(
+        helpers.settings_for(data_root, redis_server.url),
+        helpers.serve_params(),
+        feast=helpers.feast,
+    )
+    svc.start(background=False)
+    try:
+        state = svc.manager.state
+        tokens = state.bundle.featurizer.items.tokens.tolist()
+        assert len(state.items) == len(tokens)
+        reads: list[list[str]] = []
+        read_items = state.reader.read_items
+        monkeypatch.setattr(
+            state.reader, "read_items", lambda ids: reads.append(ids) or read_items(ids)
+        )
+        answer = svc.recommend(RecommendRequest(user_id="u4", k=3))
+        assert sum(answer["candidates"].values()) > 0 and reads == []  # all from the cache
+
+        catalog = world.catalog.copy()
+        catalog["clicks_24h"] = catalog["clicks_24h"] + 500.0
+        write_rows(
+            client,
+            helpers.feast.project,
+            feature_tables(FeaturesParams())[ITEM_STATS],
+            catalog,
+            helpers.t0,
+        )
+        svc.manager.refresh_index()
+        slots, fresh = state.items.lookup(tokens, now_s=time.time())
+        assert fresh.all()
+        want = state.encoder.items(catalog.set_index("item_id").reindex(tokens).reset_index())
+        _same(state.items.rows(slots), want)
+    finally:
+        svc.stop()
