@@ -68,6 +68,25 @@ def test_user_encoding_treats_missing_and_misshapen_values_as_the_frame_does(wor
     assert (fast.long_item == 0).all() and (fast.recent_item == 0).all()
 
 
+def test_the_user_row_is_the_frames_bit_for_bit_for_every_user(world):
+    featurizer = world.featurizer
+    scalar = next(c.name for c in featurizer.user_columns if not c.width)
+    vector = next(c.name for c in featurizer.user_columns if c.width)
+    hours = next(c.name for c in featurizer.user_columns if "hours_since" in c.name)
+    rows = [_user_values(world, f"u{n}") for n in range(len(world.users))]
+    rows[3] = rows[3] | {scalar: None, hours: None, vector: [0.5, None, 2.0]}
+    rows[7] = rows[7] | {vector: list(range(40)), scalar: -3.0}  # longer than the column
+    rows[9] = rows[9] | {scalar: float("inf"), vector: None}
+    item = world.catalog.iloc[1].to_dict()
+    frame = pd.DataFrame(rows).assign(user_id="u", ts=NOW, **item)
+    want = featurizer.transform(frame, position=1).user_dense
+    got = np.concatenate(
+        [featurizer.encode_user("u", row, NOW.timestamp()).user_dense for row in rows]
+    )
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
 def test_fast_vocabulary_gives_the_same_ids(world):
     slow = world.featurizer.items
     fast = FastVocabulary(slow)
