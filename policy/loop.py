@@ -53,11 +53,40 @@ from simulator.config import InterestShock, SimulatorConfig
 from simulator.logs import HourGenerator, hours_between, logging_policy_weights
 from simulator.world import DOMAINS, MediaWorld, sigmoid, to_ms
 
-LOOP_FEATURES = ("age_hours", "item_ctr", "category_affinity")
+LOOP_FEATURES = (
+    "age_hours",
+    "item_ctr",
+    "category_affinity",
+    "friends_category_affinity",
+    "category_ctr_lift",
+)
 """Dense features of a (user, candidate) row in the loop, in this order (see :func:`_features`).
 ``age_hours`` is log-transformed by the featurizer (its name says count-like)."""
 CTR_PRIOR = (1.0, 20.0)
 """Beta prior (clicks, impressions) of an item's CTR in the loop: a new item starts at 5%."""
+SHARE_PRIOR = 2.0
+"""Pseudo-clicks pulling a user's (or their friends') category click share toward the next
+wider circle's share: the user's toward their friends', the friends' toward everyone's."""
+CATEGORY_CTR_PRIOR = 5.0
+"""Pseudo-impressions pulling a user's CTR on a category toward everyone's CTR on it."""
+
+PARTIAL_TRUTHS: dict[str, tuple[str, ...]] = {
+    "truth": ("base", "interest", "quality", "latent", "fatigue", "freshness", "focus"),
+    "without_focus": ("base", "interest", "quality", "latent", "fatigue", "freshness"),
+    "without_focus_latent": ("base", "interest", "quality", "fatigue", "freshness"),
+    "without_focus_quality": ("base", "interest", "latent", "fatigue", "freshness"),
+    "interest_freshness": ("base", "interest", "fatigue", "freshness"),
+    "item_only": ("base", "quality", "fatigue", "freshness"),
+    "freshness_only": ("base", "fatigue", "freshness"),
+}
+"""Slates ranked by sums of the simulator's truth terms (``MediaWorld.relevance_terms``),
+judged by the full truth: how much of the oracle each kind of knowledge is worth. ``truth`` is
+the oracle; ``without_focus`` drops the session's hidden focus, which nothing a policy sees
+reveals. ``expected_focus`` (computed apart) ranks by the click probability averaged over the
+focus, ``P_u[c] sigmoid(l + boost) + (1 - P_u[c]) sigmoid(l)``: the best any policy that
+knows the user's interests but not the session can do."""
+RANKER_TERMS = ("interest", "quality", "latent", "freshness", "focus")
+"""Truth terms the learned rankers' logits are regressed on, within each request."""
 
 LoopPolicy = Literal["random", "popularity", "greedy", "bandit", "bandit_unweighted", "oracle"]
 LEARNING = ("greedy", "bandit", "bandit_unweighted")
@@ -103,6 +132,16 @@ class LoopParams(_Strict):
     exploration: ExplorationParams = ExplorationParams()
     train: LoopTrainParams = LoopTrainParams()
     ope_max_weight: float = Field(default=50.0, ge=1)
+    category_ucb_alpha: float = Field(
+        default=0.0,
+        ge=0,
+        description="bandits: optimism on the user's CTR per category (0: none)",
+    )
+    interest_half_life_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="half-life of the per-user category click and impression counters",
+    )
 
 
 @dataclass
@@ -122,12 +161,32 @@ class _Universe:
     items: int = 0
     shown: np.ndarray = field(init=False)  # I impressions per world item in this universe
     clicked: np.ndarray = field(init=False)  # I clicks per world item
+    categories: int = 1
+    friends: Any = None  # U x U sparse adjacency of the social graph
+    category_shown: np.ndarray = field(init=False)  # U x G decayed impressions per category
+    category_clicked: np.ndarray = field(init=False)  # U x G decayed clicks per category
 
     def __post_init__(self) -> None:
         self.hist_items = np.zeros((self.users, self.length), np.int64)
         self.hist_ts = np.zeros((self.users, self.length), np.float64)
         self.shown = np.zeros(self.items, np.int64)
         self.clicked = np.zeros(self.items, np.int64)
+        self.category_shown = np.zeros((self.users, self.categories))
+        self.category_clicked = np.zeros((self.users, self.categories))
+
+    def count(self, world: MediaWorld, users: np.ndarray, shown: np.ndarray, clicked: np.ndarray):
+        """Add a round's ``R x K`` impressions and clicks to the item and category counters."""
+        np.add.at(self.shown, shown.ravel(), 1)
+        np.add.at(self.clicked, shown[clicked], 1)
+        rows = np.broadcast_to(users[:, None], shown.shape)
+        category = world.item_category[shown]
+        np.add.at(self.category_shown, (rows.ravel(), category.ravel()), 1.0)
+        np.add.at(self.category_clicked, (rows[clicked], category[clicked]), 1.0)
+
+    def decay(self, factor: float) -> None:
+        """Age the category counters by one step of their half-life."""
+        self.category_shown *= factor
+        self.category_clicked *= factor
 
     def remember(self, users: np.ndarray, items: np.ndarray, ts_s: np.ndarray) -> None:
         """Append clicks (in time order) to the users' histories, keeping the newest L."""
@@ -143,27 +202,76 @@ class _Universe:
 def _features(
     world: MediaWorld,
     universe: _Universe,
+    users: np.ndarray,
     items: np.ndarray,
     ts_s: np.ndarray,
-    hist_items: np.ndarray,
 ) -> np.ndarray:
-    """``N x 3`` float64 :data:`LOOP_FEATURES` of rows, from what the policy could know then.
+    """``N x 5`` float64 :data:`LOOP_FEATURES` of rows, from what the policy could know then.
+
+    - ``age_hours``: hours since the item was published.
+    - ``item_ctr``: the item's CTR in this policy's logs (Beta prior :data:`CTR_PRIOR`).
+    - ``category_affinity``: ``log(share * n)``, ``share`` the user's decayed click share of
+      the item's category among the user's clicks *in the item's domain*, ``n`` the domain's
+      categories (0: as interested as uniform); smoothed toward the friends' share.
+    - ``friends_category_affinity``: the same for the user's friends' pooled clicks, smoothed
+      toward everyone's share (the user-friend-category path of the graph).
+    - ``category_ctr_lift``: ``log`` of the user's CTR on the item's category (smoothed toward
+      everyone's) over everyone's: clicks per impression, so it does not grow just because the
+      policy showed the category more.
+
+    Counters decay with ``policy.loop.interest_half_life_hours``, so interests that changed
+    (the shock) show within a few days.
 
     Args:
         world: The world (publish times and categories are catalog facts).
-        universe: The policy's universe (its item counters so far).
+        universe: The policy's universe (its item and user x category counters so far, and
+            the social graph's adjacency).
+        users: ``N`` world user indices.
         items: ``N`` world item indices.
         ts_s: ``N`` request times, epoch seconds.
-        hist_items: ``N x L`` the users' click histories (world item index + 1, 0 pad).
     """
     age_hours = np.maximum(ts_s * 1000.0 - world.item_publish_ms[items], 0.0) / 3_600_000.0
     prior_clicks, prior_shown = CTR_PRIOR
     ctr = (universe.clicked[items] + prior_clicks) / (universe.shown[items] + prior_shown)
-    real = hist_items > 0
-    hist_category = world.item_category[np.maximum(hist_items - 1, 0)]
-    same = (hist_category == world.item_category[items][:, None]) & real
-    affinity = same.sum(axis=1) / (real.sum(axis=1) + 1.0)
-    return np.stack([age_hours, ctr, affinity], axis=1)
+    category_domain = np.array([DOMAINS.index(d) for d in world.category_domain])  # G
+    to_domain = np.eye(len(DOMAINS))[category_domain]  # G x 3
+    n_cats = to_domain.sum(axis=0)[category_domain]  # G
+    clicked, shown = universe.category_clicked, universe.category_shown  # U x G
+    everyone_clicks = clicked.sum(axis=0)  # G
+    everyone_share = (everyone_clicks + 1.0) / (everyone_clicks @ to_domain @ to_domain.T + n_cats)
+    friend_clicks = np.asarray(universe.friends @ clicked)  # U x G
+    cats, user_rows = world.item_category[items], users
+    friend_c = friend_clicks[user_rows, cats]
+    friend_d = (friend_clicks @ to_domain)[user_rows, category_domain[cats]]
+    friends_share = (friend_c + SHARE_PRIOR * everyone_share[cats]) / (friend_d + SHARE_PRIOR)
+    own_c = clicked[user_rows, cats]
+    own_d = (clicked @ to_domain)[user_rows, category_domain[cats]]
+    own_share = (own_c + SHARE_PRIOR * friends_share) / (own_d + SHARE_PRIOR)
+    everyone_ctr = (everyone_clicks + prior_clicks) / (shown.sum(axis=0) + prior_shown)  # G
+    user_ctr = (own_c + CATEGORY_CTR_PRIOR * everyone_ctr[cats]) / (
+        shown[user_rows, cats] + CATEGORY_CTR_PRIOR
+    )
+    return np.stack(
+        [
+            age_hours,
+            ctr,
+            np.log(own_share * n_cats[cats]),
+            np.log(friends_share * n_cats[cats]),
+            np.log(user_ctr / everyone_ctr[cats]),
+        ],
+        axis=1,
+    )
+
+
+def _friend_matrix(world: MediaWorld) -> Any:
+    """``U x U`` symmetric sparse adjacency of the world's social graph (1 per friendship)."""
+    from scipy import sparse
+
+    pairs = np.asarray(list(world.edges), dtype=np.int64).reshape(-1, 2)
+    n = len(world.user_ids)
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
 
 
 def _world(params: LoopParams, seed: int) -> MediaWorld:
@@ -395,7 +503,9 @@ def _score(world, universe, users, cand, ts_s, want_hidden: bool):
             "ts": np.repeat(ts_s, c),
             "hist_items": hist_items,
             "hist_ts": np.repeat(universe.hist_ts[users], c, axis=0),
-            "dense": _features(world, universe, cand.ravel(), np.repeat(ts_s, c), hist_items),
+            "dense": _features(
+                world, universe, np.repeat(users, c), cand.ravel(), np.repeat(ts_s, c)
+            ),
             "request": np.repeat(np.arange(1, r + 1, dtype=np.int64), c),
         },
     )
@@ -418,8 +528,17 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
     world = _world(params, seed)
     generator = HourGenerator(world, seed)
     logging = world.config.logging_policy
+    friends = _friend_matrix(world)
+    decay = 0.5 ** (1.0 / params.interest_half_life_hours)
     universes = {
-        name: _Universe(name, params.users, params.train.long_length, items=len(world.item_ids))
+        name: _Universe(
+            name,
+            params.users,
+            params.train.long_length,
+            items=len(world.item_ids),
+            categories=len(world.category_names),
+            friends=friends,
+        )
         for name in params.policies
     }
     end = params.start + timedelta(days=params.days)
@@ -431,11 +550,16 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
     }
     ope_rows: list[dict[str, np.ndarray]] = []
     day_acc = {name: [0, 0, 0.0] for name in params.policies}
+    partial_day: dict[str, float] = {}
+    partial_total: dict[str, float] = {}
+    partial_daily: list[dict[str, float]] = []
     for hour_index, hour in enumerate(hours):
         world.advance_to(hour)
         h0 = to_ms(hour)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 7, hour_index]))
         requests = generator.requests(hour, rng)
+        for universe in universes.values():
+            universe.decay(decay)
         if hour_index and hour_index % params.retrain_every_hours == 0:
             for name in LEARNING:
                 if name in universes:
@@ -454,11 +578,10 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
             ts_s = ts_ms / 1000.0
             focus = world.sample_focus(users, np.full(len(users), d_idx), rng)
             index = req["index"].to_numpy()
-            relevance = sigmoid(
-                world.relevance_logit(
-                    users[:, None], cand, ts_ms[:, None], focus[:, None], index[:, None]
-                )
-            )  # R x C, true
+            terms = world.relevance_terms(
+                users[:, None], cand, ts_ms[:, None], focus[:, None], index[:, None]
+            )
+            relevance = sigmoid(sum(terms.values()))  # R x C, true
             uniforms = rng.random((len(req), params.slate_size))
             noise = rng.normal(0, 1.5, size=cand.shape)
             policy_rng = np.random.default_rng(
@@ -466,6 +589,14 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
             )
             positions = np.arange(1, params.slate_size + 1)
             examination = world.examination(positions)
+            partial = partial_truth_counts(
+                terms,
+                world.interest_probability(users[:, None], cand),
+                world.config.session_boost,
+                examination,
+            )
+            _add_exploration(partial_day, partial)
+            _add_exploration(partial_total, partial)
             for name, universe in universes.items():
                 chosen, propensity = _choose(
                     name,
@@ -488,9 +619,10 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                 hist_items = np.repeat(universe.hist_items[users], params.slate_size, axis=0)
                 row_ts = np.repeat(ts_s, params.slate_size)
                 # The values the ranker was served with: counters as they were before this round.
-                dense = _features(world, universe, shown.ravel(), row_ts, hist_items)
-                np.add.at(universe.shown, shown.ravel(), 1)
-                np.add.at(universe.clicked, shown[clicked], 1)
+                dense = _features(
+                    world, universe, np.repeat(users, params.slate_size), shown.ravel(), row_ts
+                )
+                universe.count(world, users, shown, clicked)
                 universe.logs.append(
                     {
                         "user": np.repeat(users, params.slate_size),
@@ -507,6 +639,12 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                         "dense": dense,
                     }
                 )
+                ranker_logits = universe.stats.pop("ranker_logits", None)
+                if ranker_logits is not None:
+                    _add_exploration(
+                        universe.stats.setdefault("fit_day", {}),
+                        ranker_fit_counts(ranker_logits, terms),
+                    )
                 logits = universe.stats.pop("logits", None)
                 if universe.bandit is not None and "hidden" in universe.stats:
                     hidden = universe.stats.pop("hidden")
@@ -555,10 +693,21 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                 explore = universes[name].stats.pop("explore_day", None)
                 if explore:
                     daily[name][-1]["exploration"] = _exploration_summary(explore)
+                fit = universes[name].stats.pop("fit_day", None)
+                if fit:
+                    daily[name][-1]["ranker_vs_truth"] = ranker_fit_summary(fit)
+            partial_daily.append(
+                {"day": day, **{n: v / partial_day["shown"] for n, v in partial_day.items()}}
+            )
+            partial_day = {}
             if progress:
                 line = ", ".join(f"{n} {daily[n][-1]['expected_ctr']:.4f}" for n in params.policies)
                 print(f"day {day}: expected CTR {line}", flush=True)
-    return _report(params, seed, totals, daily, universes, ope_rows, time.perf_counter() - started)
+    report = _report(
+        params, seed, totals, daily, universes, ope_rows, time.perf_counter() - started
+    )
+    report["partial_truths"] = _partial_truth_report(partial_total, partial_daily, report)
+    return report
 
 
 def _choose(
@@ -587,6 +736,7 @@ def _choose(
         return plackett_luce_slates(weights, k, rng)
     bandit = name in ("bandit", "bandit_unweighted")
     logits, hidden = _score(world, universe, users, cand, ts_s, bandit)
+    universe.stats["ranker_logits"] = logits
     if not bandit:
         slates = choose_slates("greedy", logits, k, params.exploration, rng)
     else:
@@ -600,6 +750,9 @@ def _choose(
                 "candidates": float(r * c),
             },
         )
+        bonus = None
+        if params.category_ucb_alpha > 0:
+            bonus = category_ucb_bonus(world, universe, users, cand, params.category_ucb_alpha)
         slates = choose_slates(
             "bandit",
             logits,
@@ -609,8 +762,33 @@ def _choose(
             bandit=universe.bandit,
             domain=domain,
             hidden=hidden,
+            bonus=bonus,
         )
     return slates.chosen, slates.propensity
+
+
+def category_ucb_bonus(
+    world: MediaWorld, universe: _Universe, users: np.ndarray, cand: np.ndarray, alpha: float
+) -> np.ndarray:
+    """``R x C`` optimism on each user's CTR in each candidate's category, in logit units.
+
+    A Beta posterior per user and category from the universe's decayed counters, with
+    :data:`CATEGORY_CTR_PRIOR` pseudo-impressions at everyone's CTR on the category: the bonus
+    is ``logit(mean + alpha * sd) - logit(mean)``. Categories a user has seen little of (or
+    not since interests moved: the counters decay) get the largest bonus, so after a shock the
+    bandit tries the user's neglected categories instead of waiting for the next retrain.
+    """
+    cats = world.item_category[cand]  # R x C
+    shown = universe.category_shown[users[:, None], cats]
+    clicked = universe.category_clicked[users[:, None], cats]
+    prior_clicks, prior_shown = CTR_PRIOR
+    everyone = (universe.category_clicked.sum(axis=0) + prior_clicks) / (
+        universe.category_shown.sum(axis=0) + prior_shown
+    )  # G
+    strength = shown + CATEGORY_CTR_PRIOR
+    mean = np.clip((clicked + CATEGORY_CTR_PRIOR * everyone[cats]) / strength, 1e-4, 1 - 1e-4)
+    upper = np.clip(mean + alpha * np.sqrt(mean * (1 - mean) / (strength + 1)), 1e-4, 1 - 1e-4)
+    return np.log(upper / (1 - upper)) - np.log(mean / (1 - mean))
 
 
 def _residual(
@@ -656,6 +834,80 @@ def exploration_counts(
         "exploited_in_oracle": float((in_rank_top & in_true_top).sum()),
         "expected": float((shown_relevance * examination).sum()),
         "greedy_expected": float((greedy_relevance * examination).sum()),
+    }
+
+
+def partial_truth_counts(
+    terms: dict[str, np.ndarray],
+    focus_probability: np.ndarray,
+    session_boost: float,
+    examination: np.ndarray,
+) -> dict[str, float]:
+    """Expected clicks of the top-K slates that partial truths choose (:data:`PARTIAL_TRUTHS`).
+
+    Every slate is judged by the full truth (all terms, the session focus included), so the
+    ``truth`` entry is the oracle's expected clicks.
+
+    Args:
+        terms: ``R x C`` arrays of the truth's terms (:meth:`MediaWorld.relevance_terms`, with
+            ``focus``).
+        focus_probability: ``R x C`` ``P_u[cat]``, the chance the session focus is the
+            candidate's category.
+        session_boost: The focus term's logit boost.
+        examination: ``K`` examination probability per slot.
+
+    Returns:
+        Expected clicks per view, plus ``expected_focus`` and ``shown`` (slots filled).
+    """
+    k = len(examination)
+    relevance = sigmoid(sum(terms.values()))  # R x C
+    scores = {name: sum(terms[term] for term in names) for name, names in PARTIAL_TRUTHS.items()}
+    blind = scores["without_focus"]
+    scores["expected_focus"] = focus_probability * sigmoid(blind + session_boost) + (
+        1 - focus_probability
+    ) * sigmoid(blind)
+    counts = {"shown": float(relevance.shape[0] * k)}
+    for name, score in scores.items():
+        top = np.argsort(-score, axis=1, kind="stable")[:, :k]  # R x K
+        counts[name] = float((np.take_along_axis(relevance, top, axis=1) * examination).sum())
+    return counts
+
+
+def ranker_fit_counts(logits: np.ndarray, terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sufficient statistics of a least-squares fit of a ranker's logits on the truth's terms.
+
+    Both sides are centred within each request (only differences between a request's
+    candidates change its slate). A ranker that had learned the truth would weigh every
+    observable term by 1; ``focus`` cannot be observed, so its weight shows what the ranker
+    picks up by chance.
+
+    Args:
+        logits: ``R x C`` the ranker's calibrated slot-1 logits.
+        terms: ``R x C`` arrays of the truth's terms (:data:`RANKER_TERMS` at least).
+
+    Returns:
+        ``xtx`` (``T x T``), ``xty`` (``T``), ``yy`` and ``n`` (candidate rows).
+    """
+    x = np.stack([terms[name] for name in RANKER_TERMS], axis=-1).astype(np.float64)  # R x C x T
+    x = (x - x.mean(axis=1, keepdims=True)).reshape(-1, len(RANKER_TERMS))
+    y = logits.astype(np.float64)
+    y = (y - y.mean(axis=1, keepdims=True)).ravel()
+    return {"xtx": x.T @ x, "xty": x.T @ y, "yy": np.asarray(y @ y), "n": np.asarray(len(y))}
+
+
+def ranker_fit_summary(counts: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The ranker's weight per truth term (:func:`ranker_fit_counts`), the share of its
+    within-request variance the terms explain, and each term's correlation with it."""
+    xtx, xty, yy = counts["xtx"], counts["xty"], float(counts["yy"])
+    weights = np.linalg.lstsq(xtx, xty, rcond=None)[0]
+    explained = float(weights @ xty) / yy if yy > 0 else 0.0
+    diag = np.sqrt(np.maximum(np.diag(xtx), 1e-12))
+    correlation = xty / (diag * np.sqrt(max(yy, 1e-12)))
+    return {
+        "weights": dict(zip(RANKER_TERMS, weights.round(4).tolist(), strict=True)),
+        "correlation": dict(zip(RANKER_TERMS, correlation.round(4).tolist(), strict=True)),
+        "r2": round(explained, 4),
+        "rows": int(counts["n"]),
     }
 
 
@@ -706,6 +958,31 @@ def _ope_round(logits, chosen, propensity, clicked, relevance, examination):
         "q_hat": q_hat,
         "truth": examination[0] * relevance[np.arange(len(greedy)), greedy],
     }
+
+
+def _partial_truth_report(
+    total: dict[str, float], daily: list[dict[str, float]], report: dict[str, Any]
+) -> dict[str, Any]:
+    """Expected CTR and share of the oracle of each partial truth's slates (and, beside them,
+    of the policies'), over the run and per day."""
+    shown = total.get("shown", 0.0)
+    if not shown:
+        return {}
+    truth = total["truth"]
+    views = {
+        name: {"expected_ctr": value / shown, "share_of_oracle": value / truth}
+        for name, value in total.items()
+        if name != "shown"
+    }
+    learnable = total["expected_focus"]
+    policies = {
+        name: {
+            "share_of_oracle": entry["expected_ctr"] * entry["impressions"] / truth,
+            "share_of_expected_focus": entry["expected_ctr"] * entry["impressions"] / learnable,
+        }
+        for name, entry in report["policies"].items()
+    }
+    return {"views": views, "policies": policies, "daily": daily}
 
 
 def _report(params, seed, totals, daily, universes, ope_rows, seconds) -> dict[str, Any]:

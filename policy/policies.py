@@ -90,6 +90,7 @@ def choose_slates(
     bandit: NeuralLinearUCB | None = None,
     domain: str | None = None,
     hidden: np.ndarray | None = None,
+    bonus: np.ndarray | None = None,
 ) -> Slates:
     """Choose a slate per row of ``R x C`` candidate logits of one domain.
 
@@ -103,6 +104,9 @@ def choose_slates(
         bandit: Neural-linear posterior, for ``bandit``.
         domain: The candidates' domain, for ``bandit``.
         hidden: ``R x C x D`` ranker hidden features, for ``bandit``.
+        bonus: ``R x C`` extra optimism in logit units the caller knows of (e.g. the loop's
+            per-user category UCB), added to the bandit's scores; deterministic given the
+            inputs, so propensities stay exact.
     """
     if policy == "greedy":
         chosen, propensity = greedy_slates(logits, slate_size, valid)
@@ -114,7 +118,9 @@ def choose_slates(
     elif policy == "bandit":
         if bandit is None or domain is None or hidden is None:
             raise ValueError("the bandit policy needs bandit, domain and hidden features")
-        preference = bandit_preference(logits, params, rng, bandit, domain, hidden, valid)
+        preference = bandit_preference(
+            logits, params, rng, bandit, domain, hidden, valid, bonus=bonus
+        )
         chosen, propensity = mixed_plackett_luce_slates(
             preference, slate_size, params.epsilon, params.propensity_floor, rng, valid
         )
@@ -131,6 +137,8 @@ def bandit_preference(
     domain: str,
     hidden: np.ndarray,
     valid: np.ndarray | None = None,
+    *,
+    bonus: np.ndarray | None = None,
 ) -> np.ndarray:
     """``R x C`` the bandit's preference weights, before the per-slot uniform share and floor.
 
@@ -147,6 +155,7 @@ def bandit_preference(
         domain: The candidates' domain.
         hidden: ``R x C x D`` ranker hidden features.
         valid: ``R x C`` mask of real candidates.
+        bonus: ``R x C`` extra optimism in logit units, added to the scores.
     """
     width = bandit.width(domain, hidden)  # R x C
     scores = logits
@@ -156,6 +165,10 @@ def bandit_preference(
         corrected = np.clip(corrected, 1e-4, 1 - 1e-4)
         scores = np.log(corrected / (1 - corrected))
     scores = scores + params.ucb_alpha * width
+    if bonus is not None:
+        if bonus.shape != scores.shape:
+            raise ValueError(f"bonus has shape {bonus.shape}, scores have {scores.shape}")
+        scores = scores + bonus
     if params.thompson_scale > 0:
         theta = bandit.sample_direction(domain, rng)  # D
         scores = scores + params.thompson_scale * (hidden @ theta)

@@ -274,6 +274,24 @@ class MediaWorld:
         request_index: np.ndarray | int = 0,
     ) -> np.ndarray:
         """True relevance logit of ``items`` for ``users`` (broadcastable index arrays)."""
+        terms = self.relevance_terms(users, items, at_ms, focus_category, request_index)
+        return sum(terms.values())
+
+    def relevance_terms(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        at_ms: np.ndarray | int,
+        focus_category: np.ndarray | None = None,
+        request_index: np.ndarray | int = 0,
+    ) -> dict[str, np.ndarray]:
+        """The additive terms of :meth:`relevance_logit`, by name (see the module docstring).
+
+        ``base`` (the domain's), ``interest`` (user x category), ``quality`` (the item's),
+        ``latent`` (user x item match), ``fatigue`` (the request's index in its session),
+        ``freshness`` (age decay) and, with ``focus_category``, ``focus`` (the session's
+        hidden interest). Their sum is the logit; leaving terms out gives partial truths.
+        """
         cfg = self.config
         users, items = np.broadcast_arrays(users, items)
         cats = self.item_category[items]
@@ -282,21 +300,32 @@ class MediaWorld:
         # P_u[cat] = softmax over the item's domain columns of the user's logits.
         log_p = self.interest_logits[users, cats] - self._log_normaliser()[users, dom_idx]
         affinity = np.clip(log_p + np.log(n_cats), -3.0, 3.0)
-        base = np.array([cfg.base_logit[d] for d in DOMAINS])[dom_idx]
         half_life = np.array([cfg.freshness_half_life_hours[d] for d in DOMAINS])[dom_idx]
         age_h = np.maximum(np.asarray(at_ms) - self.item_publish_ms[items], 0) / _MS_PER_HOUR
         latent = np.einsum("...k,...k->...", self.user_latent[users], self.item_latent[items])
-        logit = (
-            base
-            + cfg.interest_weight * affinity
-            + cfg.quality_weight * self.item_quality[items]
-            + cfg.latent_weight * latent * np.sqrt(LATENT_DIM)
-            - cfg.fatigue_per_request * np.asarray(request_index)
-            - np.log(2.0) * age_h / half_life
-        )
+        terms = {
+            "base": np.array([cfg.base_logit[d] for d in DOMAINS])[dom_idx],
+            "interest": cfg.interest_weight * affinity,
+            "quality": cfg.quality_weight * self.item_quality[items],
+            "latent": cfg.latent_weight * latent * np.sqrt(LATENT_DIM),
+            "fatigue": np.broadcast_to(
+                -cfg.fatigue_per_request * np.asarray(request_index, dtype=float), users.shape
+            ),
+            "freshness": -np.log(2.0) * age_h / half_life,
+        }
         if focus_category is not None:
-            logit = logit + cfg.session_boost * (cats == focus_category)
-        return logit
+            terms["focus"] = cfg.session_boost * (cats == focus_category)
+        return terms
+
+    def interest_probability(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``P_u[cat(i)]``: the user's long-term interest in each item's category within its
+        domain, which is also the probability that a session's focus is that category."""
+        users, items = np.broadcast_arrays(users, items)
+        log_p = (
+            self.interest_logits[users, self.item_category[items]]
+            - self._log_normaliser()[users, self.item_domain_idx[items]]
+        )
+        return np.exp(log_p)
 
     def _log_normaliser(self) -> np.ndarray:
         """``U x 3`` log-sum-exp of each user's logits per domain, cached until interests change."""

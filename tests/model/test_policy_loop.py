@@ -60,28 +60,57 @@ def test_ope_runs_on_the_bandits_own_logs(report: dict) -> None:
 
 def test_loop_features_are_what_the_policy_could_know() -> None:
     import numpy as np
+    from scipy import sparse
 
-    from policy.loop import CTR_PRIOR, LOOP_FEATURES, _features, _Universe, _world
+    from policy.loop import (
+        CATEGORY_CTR_PRIOR,
+        CTR_PRIOR,
+        LOOP_FEATURES,
+        SHARE_PRIOR,
+        _features,
+        _Universe,
+        _world,
+    )
+    from simulator.world import DOMAINS
 
     params = LoopParams(days=1, users=20, items=300, shock_day=None)
     world = _world(params, seed=0)
-    universe = _Universe("greedy", 20, 4, items=len(world.item_ids))
-    items = np.asarray([0, 1, 2])
-    same = np.flatnonzero(world.item_category == world.item_category[0])[:2]
-    assert len(same) == 2
-    other = np.flatnonzero(world.item_category != world.item_category[0])[0]
-    hist = np.asarray([[same[0] + 1, same[1] + 1, other + 1, 0]] * 3)  # 2 of 3 clicks in cat(0)
-    ts = world.item_publish_ms[items] / 1000.0 + np.asarray([0.0, 3600.0, 7200.0])
+    n_cat = len(world.category_names)
+    friends = sparse.csr_matrix(([1.0, 1.0], ([0, 1], [1, 0])), shape=(20, 20))  # 0 <-> 1
+    universe = _Universe(
+        "greedy", 20, 4, items=len(world.item_ids), categories=n_cat, friends=friends
+    )
+    news = world.domain_categories[DOMAINS[0]]
+    video = world.domain_categories[DOMAINS[1]]
+    first = np.flatnonzero(world.item_category == news[0])[0]  # a news item of category 0
+    items = np.asarray([first, first, 1, 2])
+    users = np.asarray([0, 2, 0, 0])
+    ts = world.item_publish_ms[items] / 1000.0 + np.asarray([0.0, 3600.0, 7200.0, 0.0])
     universe.shown[1], universe.clicked[1] = 80, 9
-    features = _features(world, universe, items, ts, hist)
-    assert LOOP_FEATURES == ("age_hours", "item_ctr", "category_affinity")
-    np.testing.assert_allclose(features[:, 0], [0.0, 1.0, 2.0])
+    # User 0: 3 news clicks in category 0 of 6 shown, 1 in another news category, 5 video clicks
+    # (other domains do not dilute the share); friend 1: 2 clicks in category 0 of 4 news clicks.
+    universe.category_shown[0, news[0]], universe.category_clicked[0, news[0]] = 6, 3
+    universe.category_shown[0, news[1]], universe.category_clicked[0, news[1]] = 2, 1
+    universe.category_shown[0, video[0]], universe.category_clicked[0, video[0]] = 5, 5
+    universe.category_shown[1, news[0]], universe.category_clicked[1, news[0]] = 9, 2
+    universe.category_shown[1, news[2]], universe.category_clicked[1, news[2]] = 9, 2
+    features = _features(world, universe, users, items, ts)
+    assert LOOP_FEATURES[:3] == ("age_hours", "item_ctr", "category_affinity")
+    np.testing.assert_allclose(features[:, 0], [0.0, 1.0, 2.0, 0.0])
     prior_clicks, prior_shown = CTR_PRIOR
     assert features[0, 1] == prior_clicks / prior_shown
-    assert features[1, 1] == (9 + prior_clicks) / (80 + prior_shown)
-    assert features[0, 2] == 2 / (3 + 1)
-    empty = _features(world, universe, items[:1], ts[:1], np.zeros((1, 4), np.int64))
-    assert empty[0, 2] == 0.0
+    assert features[2, 1] == (9 + prior_clicks) / (80 + prior_shown)
+    n = len(news)
+    everyone = (5 + 1) / (8 + n)  # everyone's news clicks: 5 of 8 in category 0, plus 1 each
+    friends_share = (2 + SHARE_PRIOR * everyone) / (4 + SHARE_PRIOR)
+    own_share = (3 + SHARE_PRIOR * friends_share) / (4 + SHARE_PRIOR)
+    np.testing.assert_allclose(features[0, 2], np.log(own_share * n))
+    np.testing.assert_allclose(features[0, 3], np.log(friends_share * n))
+    everyone_ctr = (5 + prior_clicks) / (15 + prior_shown)
+    user_ctr = (3 + CATEGORY_CTR_PRIOR * everyone_ctr) / (6 + CATEGORY_CTR_PRIOR)
+    np.testing.assert_allclose(features[0, 4], np.log(user_ctr / everyone_ctr))
+    # User 2 has no clicks and no friends: everyone's share, everyone's CTR.
+    np.testing.assert_allclose(features[1, 2:], [np.log(everyone * n)] * 2 + [0.0])
 
 
 def test_the_bandit_posterior_is_refit_on_every_logged_impression_after_a_retrain(
@@ -102,3 +131,41 @@ def test_the_bandits_days_report_what_exploration_cost_and_found(report: dict) -
     assert 0 <= explore["exploited_in_oracle_top_k"] <= 1
     assert explore["mean_posterior_width"] > 0 and explore["mean_logit_std"] > 0
     assert all("exploration" not in day for day in report["policies"]["greedy"]["daily"])
+
+
+def test_partial_truths_are_bounded_by_the_oracle_they_reproduce(report: dict) -> None:
+    partial = report["partial_truths"]
+    views = partial["views"]
+    oracle = report["policies"]["oracle"]["expected_ctr"]
+    assert math.isclose(views["truth"]["expected_ctr"], oracle, rel_tol=1e-9)
+    for name, view in views.items():
+        assert view["share_of_oracle"] <= 1.0 + 1e-12, name
+    assert views["freshness_only"]["expected_ctr"] < views["interest_freshness"]["expected_ctr"]
+    assert views["expected_focus"]["expected_ctr"] >= views["without_focus"]["expected_ctr"] - 1e-3
+    assert len(partial["daily"]) == 2
+    greedy = partial["policies"]["greedy"]
+    assert math.isclose(greedy["share_of_oracle"], report["policies"]["greedy"]["share_of_oracle"])
+
+
+def test_the_rankers_weights_on_the_truth_are_reported_per_day(report: dict) -> None:
+    first, second = report["policies"]["greedy"]["daily"]
+    assert "ranker_vs_truth" not in first, "day 1 serves the logging policy"
+    fit = second["ranker_vs_truth"]
+    assert set(fit["weights"]) == {"interest", "quality", "latent", "freshness", "focus"}
+    assert 0 <= fit["r2"] <= 1 and fit["rows"] > 0
+
+
+def test_the_ranker_fit_recovers_known_weights_within_requests() -> None:
+    import numpy as np
+
+    from policy.loop import RANKER_TERMS, ranker_fit_counts, ranker_fit_summary
+
+    rng = np.random.default_rng(0)
+    terms = {name: rng.normal(size=(50, 8)) for name in RANKER_TERMS}
+    weights = {"interest": 0.5, "quality": 1.0, "latent": 0.0, "freshness": 2.0, "focus": 0.1}
+    per_request = rng.normal(size=(50, 1)) * 10  # a request's offset changes no slate
+    logits = sum(w * terms[n] for n, w in weights.items()) + per_request
+    fit = ranker_fit_summary(ranker_fit_counts(logits, terms))
+    for name, weight in weights.items():
+        assert math.isclose(fit["weights"][name], weight, abs_tol=1e-3), name
+    assert fit["r2"] > 0.999 and fit["rows"] == 400

@@ -223,3 +223,35 @@ def test_residuals_use_the_rankers_probability_in_the_shown_slot() -> None:
     offset = np.array([0.0, -0.5])
     residual = _residual(logits, chosen, clicked, offset)
     np.testing.assert_allclose(residual, [1 - 1 / (1 + np.exp(-1.0)), -1 / (1 + np.exp(1.5))])
+
+
+def test_a_callers_bonus_moves_the_bandits_preference_and_must_fit_the_scores() -> None:
+    bandit, hidden = _posterior(observed=30)
+    logits = LOGITS[None]
+    params = ExplorationParams(temperature=0.5, ucb_alpha=0.0)
+    rng = np.random.default_rng(0)
+    plain = bandit_preference(logits, params, rng, bandit, "news", hidden)
+    bonus = np.zeros_like(logits)
+    bonus[0, 5] = 2.5  # the worst candidate becomes the best
+    lifted = bandit_preference(logits, params, rng, bandit, "news", hidden, bonus=bonus)
+    np.testing.assert_allclose(lifted, softmax_weights(logits + bonus, 0.5))
+    assert lifted[0].argmax() == 5 and plain[0].argmax() == 0
+    with pytest.raises(ValueError, match="bonus"):
+        bandit_preference(logits, params, rng, bandit, "news", hidden, bonus=np.zeros((1, 2)))
+
+
+def test_the_category_bonus_is_largest_where_the_user_has_seen_least() -> None:
+    from policy.loop import LoopParams, _Universe, _world, category_ucb_bonus
+
+    world = _world(LoopParams(days=1, users=20, items=300, shock_day=None), seed=0)
+    universe = _Universe(
+        "bandit", 20, 4, items=len(world.item_ids), categories=len(world.category_names)
+    )
+    cats = [np.flatnonzero(world.item_category == c)[0] for c in (0, 1, 2)]
+    cand = np.array([cats])  # one request, three candidates in categories 0, 1, 2
+    universe.category_shown[3, 0], universe.category_clicked[3, 0] = 100, 10
+    universe.category_shown[3, 1], universe.category_clicked[3, 1] = 4, 2
+    bonus = category_ucb_bonus(world, universe, np.array([3]), cand, alpha=1.0)
+    assert bonus.shape == (1, 3) and (bonus > 0).all()
+    assert bonus[0, 0] < bonus[0, 1] < bonus[0, 2]  # 100 impressions, 4, none
+    np.testing.assert_allclose(category_ucb_bonus(world, universe, np.array([3]), cand, 0.0), 0)
