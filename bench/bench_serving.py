@@ -355,8 +355,38 @@ async def open_loop(
 
 
 # --------------------------------------------------------------------------------- main
-def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> dict:
+PHASES = (
+    "recommend",
+    "recommend_one_client",
+    "events",
+    "recommend_open_50pct",
+    "recommend_open_80pct",
+    "recommend_redis_restart",
+    *(f"candidates_{n}{tail}" for n in (100, 300, 1000) for tail in ("", "_one_client")),
+)
+"""Every phase, in the order run (the open-loop phases need ``recommend``'s throughput)."""
+
+
+def run(
+    quick: bool,
+    users: int,
+    items: int,
+    clients: int,
+    seconds: float,
+    phases: set[str] | None = None,
+) -> dict:
+    """Build the world, start the server and run ``phases`` (all when None).
+
+    Raises:
+        ValueError: An unknown phase, or an open-loop phase without ``recommend``.
+    """
     import yaml
+
+    wanted = set(PHASES) if phases is None else set(phases)
+    if wanted - set(PHASES):
+        raise ValueError(f"unknown phases {sorted(wanted - set(PHASES))}; known: {PHASES}")
+    if {"recommend_open_50pct", "recommend_open_80pct"} & wanted and "recommend" not in wanted:
+        raise ValueError("the open-loop phases run at shares of the recommend phase's throughput")
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     redis_server = PrivateRedisServer(work, ready_timeout_s=120)  # 100k users load slowly
@@ -401,17 +431,24 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
         startup_s = time.perf_counter() - started
         base = f"http://127.0.0.1:{port}"
         asyncio.run(closed_loop(base, "recommend", 4, 2.0, users))  # warm-up
-        phases: dict[str, dict] = {}
-        phases["recommend"] = asyncio.run(closed_loop(base, "recommend", clients, seconds, users))
+        results: dict[str, dict] = {}
         side = max(seconds / 3, 5.0)
-        phases["recommend_one_client"] = asyncio.run(closed_loop(base, "recommend", 1, side, users))
-        phases["events"] = asyncio.run(closed_loop(base, "events", clients, side, users))
+        closed = {
+            "recommend": ("recommend", clients, seconds),
+            "recommend_one_client": ("recommend", 1, side),
+            "events": ("events", clients, side),
+        }
+        for name, (kind, count, length) in closed.items():
+            if name in wanted:
+                results[name] = asyncio.run(closed_loop(base, kind, count, length, users))
         # The same service at half and at 80% of the saturated throughput just measured.
-        saturated = phases["recommend"]["throughput_rps"]
         for share in (0.5, 0.8):
-            phases[f"recommend_open_{int(share * 100)}pct"] = asyncio.run(
-                open_loop(base, max(share * saturated, 1.0), clients, seconds, users)
-            )
+            name = f"recommend_open_{int(share * 100)}pct"
+            if name in wanted:
+                saturated = results["recommend"]["throughput_rps"]
+                results[name] = asyncio.run(
+                    open_loop(base, max(share * saturated, 1.0), clients, seconds, users)
+                )
 
         async def restart() -> None:
             await asyncio.sleep(seconds / 3)
@@ -419,17 +456,17 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
             await asyncio.sleep(seconds / 2 - seconds / 3)
             await asyncio.to_thread(redis_server.start)
 
-        phases["recommend_redis_restart"] = asyncio.run(
-            closed_loop(base, "recommend", clients, seconds, users, during=restart)
-        )
+        if "recommend_redis_restart" in wanted:
+            results["recommend_redis_restart"] = asyncio.run(
+                closed_loop(base, "recommend", clients, seconds, users, during=restart)
+            )
         for total in (100, 300, 1000):
             per_domain = -(-total // 3)
-            phases[f"candidates_{total}"] = asyncio.run(
-                closed_loop(base, "recommend", clients, side, users, per_domain=per_domain)
-            )
-            phases[f"candidates_{total}_one_client"] = asyncio.run(
-                closed_loop(base, "recommend", 1, side, users, per_domain=per_domain)
-            )
+            for tail, count in (("", clients), ("_one_client", 1)):
+                if f"candidates_{total}{tail}" in wanted:
+                    results[f"candidates_{total}{tail}"] = asyncio.run(
+                        closed_loop(base, "recommend", count, side, users, per_domain=per_domain)
+                    )
         memory = rss_mb(server.pid)
         stages = server_stages(base)
         load = os.getloadavg()[0]
@@ -448,7 +485,7 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
                 "redis_fill": round(fill_s, 1),
                 "server_start": round(startup_s, 1),
             },
-            "phases": phases,
+            "phases": results,
             "server_memory_mb": memory,
             "server_stage_mean_ms": stages,
             "load_average_1m_after": round(load, 2),
@@ -464,10 +501,19 @@ def run(quick: bool, users: int, items: int, clients: int, seconds: float) -> di
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main(quick: bool = False, out: Path | None = None) -> dict:
-    """Run every phase; merge the result into ``bench/results.json`` (or ``out``)."""
+def main(quick: bool = False, out: Path | None = None, phases: set[str] | None = None) -> dict:
+    """Run every phase (or ``phases``); merge the result into ``bench/results.json`` (or
+    ``out``; a run of some phases only must give ``out``).
+
+    Raises:
+        ValueError: Some phases only, without ``out``.
+    """
+    if phases is not None and out is None:
+        raise ValueError(
+            "a run of some phases only needs --out (bench/results.json holds full runs)"
+        )
     seconds = 10.0 if quick else 60.0
-    result = run(quick, users=100_000, items=50_000, clients=32, seconds=seconds)
+    result = run(quick, users=100_000, items=50_000, clients=32, seconds=seconds, phases=phases)
     if out is None:
         save("serving", result)
     else:
@@ -482,5 +528,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 s phases instead of 60 s")
     parser.add_argument("--out", type=Path, help="results file (default bench/results.json)")
+    parser.add_argument(
+        "--phases",
+        help=f"comma-separated phases to run (default all; needs --out): {', '.join(PHASES)}",
+    )
     args = parser.parse_args()
-    main(quick=args.quick, out=args.out)
+    chosen = None if args.phases is None else {p.strip() for p in args.phases.split(",") if p}
+    main(quick=args.quick, out=args.out, phases=chosen)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -109,10 +110,16 @@ def domain_ids(domains: np.ndarray) -> np.ndarray:
     Raises:
         FeatureError: An unknown domain name.
     """
+    domains = np.asarray(domains, dtype=object)
+    if len(domains) == 0:
+        return np.zeros(0, np.int64)
+    # A request's candidates come in runs of one domain: look each run up once.
+    starts = np.concatenate([[0], np.flatnonzero(domains[1:] != domains[:-1]) + 1])
     try:
-        return np.fromiter((_DOMAIN_IDS[d] for d in domains), np.int64, len(domains))
-    except KeyError as error:
+        ids = [_DOMAIN_IDS[d] for d in domains[starts].tolist()]
+    except (KeyError, TypeError) as error:
         raise FeatureError(f"unknown domain {error.args[0]!r}") from None
+    return np.repeat(np.asarray(ids, np.int64), np.diff(np.append(starts, len(domains))))
 
 
 @dataclass
@@ -264,10 +271,15 @@ class FastVocabulary:
 
     def ids(self, values: Any) -> np.ndarray:
         lookup = self._lookup
-        if isinstance(values, pd.Series | pd.Index):
-            values = values.to_numpy(dtype=object)
-        out = np.empty(len(values), dtype=np.int64)
-        for position, value in enumerate(values):
+        if isinstance(values, pd.Series | pd.Index | np.ndarray):
+            values = values.tolist()
+        # Known string tokens in one pass; the rest (padding, unknown, non-strings) one by one.
+        try:
+            out = np.fromiter(map(lookup.get, values, repeat(-1)), np.int64, len(values))
+        except TypeError:  # an unhashable value: every one the slow way
+            out = np.full(len(values), -1, np.int64)
+        for position in np.flatnonzero(out < 0).tolist():
+            value = values[position]
             if value is None or value is pd.NA or (isinstance(value, float) and value != value):
                 out[position] = 0
             else:

@@ -14,6 +14,7 @@ from serving.candidates import CandidateIndex, domain_names, friends_of, generat
 from serving.config import ServeParams, load_serve_params
 from serving.metrics import Metrics
 from serving.scoring import FastVocabulary, RequestEncoder, speed_up
+from training.featurize import FeatureError
 
 NOW = pd.Timestamp("2026-11-01T02:00:00Z")
 
@@ -87,11 +88,27 @@ def test_the_user_row_is_the_frames_bit_for_bit_for_every_user(world):
     np.testing.assert_array_equal(got, want)
 
 
+def test_domain_ids_of_runs_and_of_mixed_orders():
+    from serving.scoring import domain_ids
+
+    runs = np.asarray(["news"] * 3 + ["ad"] * 2 + ["video"], dtype=object)
+    assert domain_ids(runs).tolist() == [1, 1, 1, 3, 3, 2]
+    assert domain_ids(np.asarray(["ad", "news", "ad"], dtype=object)).tolist() == [3, 1, 3]
+    assert domain_ids(np.asarray([], dtype=object)).shape == (0,)
+    with pytest.raises(FeatureError, match="unknown domain 'sports'"):
+        domain_ids(np.asarray(["news", "sports"], dtype=object))
+
+
 def test_fast_vocabulary_gives_the_same_ids(world):
     slow = world.featurizer.items
     fast = FastVocabulary(slow)
-    values = ["i1", "i239", None, float("nan"), "unknown", "", 5, pd.NA]
+    values = ["i1", "i239", None, float("nan"), "unknown", "", 5, pd.NA, np.str_("i7")]
     np.testing.assert_array_equal(fast.ids(values), slow.ids(values))
+    as_array = np.asarray(values, dtype=object)
+    np.testing.assert_array_equal(fast.ids(as_array), slow.ids(as_array))
+    np.testing.assert_array_equal(fast.ids(pd.Series(values)), slow.ids(pd.Series(values)))
+    np.testing.assert_array_equal(fast.ids([["i1"], "i1"]), slow.ids([["i1"], "i1"]))
+    assert fast.ids([]).shape == (0,)
     assert len(fast) == len(slow) and fast.token(2) == slow.token(2)
 
 
@@ -148,6 +165,31 @@ def test_candidates_are_distinct_in_domain_and_skip_seen_items(world):
         befriended.sources["friends"] == 1
         and befriended.ids["video"][0] == featurizer.items.ids(["i7"])[0]
     )
+
+
+def test_taking_from_a_source_stops_at_its_cap_and_the_domain_size():
+    from serving.candidates import _take
+
+    def reference(values, cap, chosen, seen, size):
+        added = 0
+        for value in values.tolist():
+            if len(chosen) >= size or added >= cap:
+                break
+            if value < 2 or value in seen or value in chosen:
+                continue
+            chosen[value] = None
+            added += 1
+        return added
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        values = rng.integers(0, 150, int(rng.integers(0, 600)))  # repeats and padding ids
+        seen = set(rng.integers(0, 150, 40).tolist())
+        start = dict.fromkeys(rng.integers(2, 150, int(rng.integers(0, 20))).tolist())
+        cap, size = int(rng.integers(0, 90)), int(rng.integers(1, 120))
+        got, want = dict(start), dict(start)
+        assert _take(values, cap, got, seen, size) == reference(values, cap, want, seen, size)
+        assert list(got) == list(want), trial
 
 
 def test_serve_params_default_and_from_params_yaml(tmp_path):
