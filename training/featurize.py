@@ -51,11 +51,17 @@ _NEVER_HOURS = 24.0 * 60
 """``*_hours_since_click`` of a user who never clicked in the domain (60 days)."""
 SEQUENCE_COLUMNS = ("seq_item_ids", "seq_ts")
 _DOMAIN_ORDER = [domain.value for domain in Domain]
-AFFINITY_KINDS = ("category_interest", "friends_category_interest", "gaze_category_share")
+AFFINITY_KINDS = (
+    "category_interest",
+    "friends_category_interest",
+    "gaze_category_share",
+    "category_ctr",
+)
 """Per-category user vectors (``<domain>_<kind>``, one entry per category of the domain): the
-user's own decayed interest, the friends' mean interest and the gaze fixation share. Their entry
-for a candidate's category is a user-category (and user-friend-category) metapath weight that
-MUMA's graph module reads (:class:`training.model.graph.CategoryAffinity`)."""
+user's own decayed interest, the friends' mean interest, the gaze fixation share and (real data,
+:func:`training.realdata.with_category_vectors`) the user's click rate per category. Their
+entry for a candidate's category is a user-category (and user-friend-category) metapath weight
+that MUMA's graph module reads (:class:`training.model.graph.CategoryAffinity`)."""
 
 
 class FeatureError(ValueError):

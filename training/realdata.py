@@ -66,8 +66,10 @@ if TYPE_CHECKING:
 USER_FEATURES = ("user_impressions", "user_clicks", "user_ctr", "user_hours_since_click")
 ITEM_FEATURES = ("item_impressions", "item_clicks", "item_ctr", "item_hours_since_first_seen")
 USER_PRIOR_STRENGTH, ITEM_PRIOR_STRENGTH = 10.0, 20.0
-VECTOR_KINDS = ("category_interest", "friends_category_interest")
+VECTOR_KINDS = ("category_interest", "friends_category_interest", "category_ctr")
 """Per-category user vectors of :func:`with_category_vectors`: ``<domain>_<kind>`` columns."""
+CATEGORY_PRIOR_STRENGTH = 3.0
+"""Pseudo-impressions of the user's overall CTR in a user's per-category CTR."""
 FRAME_COLUMNS = (
     "event_id",
     "ts",
@@ -365,19 +367,26 @@ def point_in_time_features(
 def with_category_vectors(
     frame: pd.DataFrame, click_ms: np.ndarray, social_edges: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[str, tuple[str, ...]]]:
-    """Add, per domain, the user's and the friends' click shares over the domain's categories.
+    """Add, per domain, the user's and the friends' click shares over the domain's categories,
+    and the user's click rate in each of them.
 
     The real-data twin of the feature store's ``<domain>_category_interest`` and
     ``<domain>_friends_category_interest`` (there decayed; here plain counts, as the other
     real-data features): for a row at ``t``, the user's clicks with click time ``< t`` on items
     of each category of the domain, divided by their sum (null when the user has none in the
     domain), and the same over the clicks of the users the row's user links to in
-    ``social_edges`` (``user_id -> friend_id``: who the user trusts). MUMA's graph module reads
-    the entry of the candidate's category (:class:`training.model.graph.CategoryAffinity`).
+    ``social_edges`` (``user_id -> friend_id``: who the user trusts). ``<domain>_category_ctr``
+    is the user's clicks over impressions (impression time ``< t``) per category, smoothed
+    towards the row's ``user_ctr`` with :data:`CATEGORY_PRIOR_STRENGTH` pseudo-impressions
+    (null when the user has no impression in the domain): where every impression is a rating,
+    as in Ciao, what the user thinks of a category, not only how often it picks one. MUMA's
+    graph module reads the entry of the candidate's category
+    (:class:`training.model.graph.CategoryAffinity`).
 
     Args:
-        frame: Rows after :func:`_with_items` (``ts``, ``user_id``, ``domain``, ``category``,
-            ``clicked``), in the order of ``click_ms``.
+        frame: Rows after :func:`_with_items` and :func:`point_in_time_features` (``ts``,
+            ``user_id``, ``domain``, ``category``, ``clicked``, ``user_ctr``), in the order of
+            ``click_ms``.
         click_ms: ``N`` click times in epoch ms (anything for unclicked rows).
         social_edges: ``user_id, friend_id`` (may be empty).
 
@@ -428,23 +437,36 @@ def with_category_vectors(
     shared_user = follower[reach]
     shared_time, shared_slot = click_time[reached], click_slot[reached]
 
+    shown = np.flatnonzero(category_slot >= 0)
+    shown_user, shown_time, shown_slot = user_code[shown], ts_ms[shown], category_slot[shown]
+
     own = np.zeros((len(frame), len(slots)), np.float32)
     friends = np.zeros((len(frame), len(slots)), np.float32)
+    impressions = np.zeros((len(frame), len(slots)), np.float32)
     for slot in range(len(slots)):
         mine = click_slot == slot
         own[:, slot] = _count_before(click_user[mine], click_time[mine], user_code, ts_ms)
         theirs = shared_slot == slot
         friends[:, slot] = _count_before(shared_user[theirs], shared_time[theirs], user_code, ts_ms)
+        seen = shown_slot == slot
+        impressions[:, slot] = _count_before(shown_user[seen], shown_time[seen], user_code, ts_ms)
+    prior = frame["user_ctr"].to_numpy(np.float32)[:, None]  # N x 1, point in time
     out = frame.copy()
     start = 0
     for domain, names in vectors.items():
         stop = start + len(names)
-        for kind, counts in zip(VECTOR_KINDS, (own, friends), strict=True):
+        for kind, counts in zip(VECTOR_KINDS[:2], (own, friends), strict=True):
             block = counts[:, start:stop]
             total = block.sum(axis=1, keepdims=True)
             shares = np.divide(block, total, out=np.zeros_like(block), where=total > 0)
             column = pd.Series(list(shares), index=out.index, dtype=object)
             out[f"{domain}_{kind}"] = column.where(total[:, 0] > 0, None)
+        shown_block = impressions[:, start:stop]
+        rates = (own[:, start:stop] + CATEGORY_PRIOR_STRENGTH * prior) / (
+            shown_block + CATEGORY_PRIOR_STRENGTH
+        )
+        column = pd.Series(list(rates.astype(np.float32)), index=out.index, dtype=object)
+        out[f"{domain}_category_ctr"] = column.where(shown_block.sum(axis=1) > 0, None)
         start = stop
     return out, vectors
 

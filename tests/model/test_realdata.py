@@ -148,7 +148,7 @@ def test_hand_made_log_is_point_in_time_and_split_by_day() -> None:
     vectors = [
         f"{domain}_{kind}"
         for domain in ("news", "video")
-        for kind in ("category_interest", "friends_category_interest")
+        for kind in ("category_interest", "friends_category_interest", "category_ctr")
     ]
     assert list(frame.columns) == [*FRAME_COLUMNS, *vectors]
     assert ds.category_vectors == {"news": ("a", "b"), "video": ("c", "d")}
@@ -173,7 +173,8 @@ def test_hand_made_log_is_point_in_time_and_split_by_day() -> None:
 def test_category_vectors_count_own_and_friends_clicks_before_the_impression() -> None:
     """Each row's click shares per category, recounted by brute force from the raw log: the
     user's own clicks and the clicks of the users it links to (u0 -> u1, u2 -> u0), with click
-    time strictly before the impression (same-day rows never see each other)."""
+    time strictly before the impression (same-day rows never see each other); and the user's
+    smoothed click rate per category."""
     interactions, items = _log(days=6, seed=3)
     edges = pd.DataFrame({"user_id": ["u0", "u2", "u9"], "friend_id": ["u1", "u0", "u0"]})
     ds = build_dataset(
@@ -185,7 +186,7 @@ def test_category_vectors_count_own_and_friends_clicks_before_the_impression() -
         category=lambda f: f["item_id"].map(category)
     )
     links = {"u0": ["u1"], "u2": ["u0"]}
-    checked = 0
+    checked = rated = 0
     for _, row in frame.iterrows():
         for domain, names in ds.category_vectors.items():
             for kind, users in (
@@ -200,7 +201,21 @@ def test_category_vectors_count_own_and_friends_clicks_before_the_impression() -
                 else:
                     np.testing.assert_allclose(value, counts / counts.sum(), rtol=1e-6)
                     checked += 1
-    assert checked > 20
+            # The user's click rate per category: own clicks before the impression over own
+            # impressions before it, smoothed towards the row's user_ctr.
+            mine = interactions[interactions["user_id"] == row["user_id"]]
+            shown = mine[mine["ts"] < row["ts"]]["item_id"].map(category)
+            liked = mine[mine["clicked"] & (mine["click_ts"] < row["ts"])]["item_id"].map(category)
+            shows = np.array([(shown == name).sum() for name in names], float)
+            likes = np.array([(liked == name).sum() for name in names], float)
+            value = row[f"{domain}_category_ctr"]
+            if shows.sum() == 0:
+                assert value is None
+            else:
+                expected = (likes + 3.0 * row["user_ctr"]) / (shows + 3.0)
+                np.testing.assert_allclose(value, expected, rtol=1e-5)
+                rated += 1
+    assert checked > 20 and rated > 20
     # No category at all: no vectors, the frame as before.
     bare = build_dataset(
         "bare",
