@@ -14,9 +14,10 @@ log still records exactly what was scored), for ``serve.item_cache_seconds``:
   fallback's popularity rows); items never seen get the fallback rows, which are not cached;
 * the whole catalogue -- every item of the model's vocabulary -- is stored whenever the
   candidate index is built (at load and every ``index_refresh_seconds`` in the background),
-  from the rows that build reads anyway; with ``item_cache_seconds`` longer than that, a
-  request finds every known item in date and reads the store only for items outside the
-  vocabulary (approved uploads) or after the store was down;
+  from the rows that build reads anyway (those the store has a row for); with
+  ``item_cache_seconds`` longer than that, a request finds every such item in date and reads
+  the store only for the others (items outside the vocabulary, such as approved uploads, and
+  items without a row) or after the store was down;
 * ``item_cache_seconds: 0`` turns it off (every request reads every candidate);
 * one cache per loaded model (it holds that model's encoding), so a reload starts with the new
   model's catalogue.

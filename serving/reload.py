@@ -110,12 +110,16 @@ def smoke_score(bundle: ModelBundle, scorer: RequestScorer, position: int) -> No
 
 
 def _catalog_into(items: ItemCache, encoder: RequestEncoder) -> Callable:
-    """Stores the catalogue's rows, read for the candidate index, encoded in the item cache,
-    so requests find every known item there (the index is rebuilt every
+    """Stores the catalogue's rows the store holds, read for the candidate index, encoded in
+    the item cache, so requests find every known item there (the index is rebuilt every
     ``index_refresh_seconds``, shorter than ``item_cache_seconds``, so they stay in date)."""
 
     def store(rows: pd.DataFrame, read_at: float) -> None:
-        if items.enabled and len(rows) <= items.max_items:
+        # Items the store has no row for stay misses: a request reads them again, and an
+        # approved console upload among them gets its attributes filled in then.
+        if "found" in rows:
+            rows = rows[rows["found"].to_numpy(dtype=bool)]
+        if items.enabled and 0 < len(rows) <= items.max_items:
             items.store(rows["item_id"].tolist(), encoder.items(rows), read_at)
 
     return store

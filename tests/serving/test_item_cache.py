@@ -156,3 +156,16 @@ def test_every_index_build_stores_the_whole_catalogue(
         _same(state.items.rows(slots), want)
     finally:
         svc.stop()
+
+
+def test_the_catalogue_leaves_items_the_store_lacks_to_the_request_path(encoder, world):
+    from serving.reload import _catalog_into
+
+    ids = world.catalog["item_id"].head(5).tolist()
+    frame = world.catalog.set_index("item_id").reindex(ids).reset_index()
+    frame["found"] = [True, False, True, True, False]
+    cache = ItemCache(ttl_seconds=30.0, max_items=1000)
+    _catalog_into(cache, encoder)(frame, 100.0)
+    slots, fresh = cache.lookup(ids, now_s=101.0)
+    assert fresh.tolist() == [True, False, True, True, False] and len(cache) == 3
+    _same(cache.rows(slots[fresh]), encoder.items(frame[frame["found"]]))
