@@ -53,12 +53,20 @@ def test_a_new_champion_is_swapped_in_while_requests_run(service, bundles, helpe
                 errors.append(error)
 
     threads = [threading.Thread(target=client, args=(f"u{n}",)) for n in range(4)]
+
+    def wait_for(condition, what: str) -> None:
+        # Counted in answers, not seconds: on a loaded machine 0.3 s may hold none.
+        deadline = time.monotonic() + 60
+        while not condition() and not errors:
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.01)
+
     for thread in threads:
         thread.start()
-    time.sleep(0.3)
+    wait_for(lambda: len(versions) >= 8, "answers from the first champion")
     second = helpers.promote_dir(data_root, bundles["second"])
     assert svc.manager.check().result == "loaded"
-    time.sleep(0.3)
+    wait_for(lambda: versions.count(second) >= 12, "answers from the new champion")
     stop.set()
     for thread in threads:
         thread.join()
