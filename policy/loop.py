@@ -24,16 +24,20 @@ Policies:
 Learning policies serve the simulator's logging policy (a noisy softmax with exact
 propensities) on the first day, then retrain the ranker on all their own logs every
 ``retrain_every_hours``. The ranker here sees behaviour sequences, ids, categories, creators,
-domains and the social graph, maintained in the loop hour by hour, and three dense features
+domains and the social graph, maintained in the loop hour by hour, and five dense features
 the loop computes the way the feature store would (:data:`LOOP_FEATURES`): the item's age, its
-smoothed CTR in this policy's own logs so far, and the share of the user's recent clicks in the
-item's category. Each impression is logged with the values it was scored with, so retraining
+smoothed CTR in this policy's own logs so far, and from decayed user x category counters the
+user's and the friends' click share of the item's category within its domain and the user's
+CTR lift on it. Each impression is logged with the values it was scored with, so retraining
 learns from exactly what was served. The Spark feature tables themselves would need the full
 batch pipeline per policy and hour.
 
 Outputs: online CTR (realised clicks and the expected CTR from the true probabilities) per
-policy, domain and day, regret against the oracle, and OPE estimates of the greedy ranker's
-first-slot CTR from the bandit's own logs beside its simulated truth.
+policy, domain and day, regret against the oracle, OPE estimates of the greedy ranker's
+first-slot CTR from the bandit's own logs beside its simulated truth, and the oracle's
+decomposition: the expected CTR of slates ranked by partial truths (:data:`PARTIAL_TRUTHS`)
+and, per learning policy and day, its ranker's weights on the truth's terms
+(:func:`ranker_fit_counts`).
 """
 
 from __future__ import annotations
