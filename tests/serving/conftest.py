@@ -257,6 +257,19 @@ def settings_for(
     )
 
 
+def service_on(data_root: Path, redis_url: str, world: World, bundle_dir: Path, **params):
+    """A (not started) service on a private Redis filled with ``world``'s rows and
+    ``bundle_dir`` promoted to champion under ``data_root``; ``params`` override
+    :func:`serve_params`."""
+    import redis
+
+    from serving.service import Service
+
+    fill_online(redis.Redis.from_url(redis_url), world)
+    promote_dir(data_root, bundle_dir)
+    return Service(settings_for(data_root, redis_url), serve_params(**params), feast=FEAST)
+
+
 @pytest.fixture
 def helpers():
     """Module-level helpers for test files (importlib mode cannot import conftest)."""
@@ -268,6 +281,7 @@ def helpers():
         fill_online=fill_online,
         serve_params=serve_params,
         settings_for=settings_for,
+        service_on=service_on,
         feast=FEAST,
         token=TOKEN,
         auth={"Authorization": f"Bearer {TOKEN}"},

@@ -201,17 +201,17 @@ def test_served_scores_equal_the_training_path_after_a_reload_and_after_items_ch
     from feature_repo.tables import ITEM_STATS, feature_tables
     from serving.online_rows import write_rows
     from serving.schemas import RecommendRequest
-    from serving.service import Service
 
-    client = redis.Redis.from_url(redis_server.url)
-    helpers.fill_online(client, world)
     data_root = tmp_path / "data"
-    helpers.promote_dir(data_root, bundles["first"])
-    svc = Service(
-        helpers.settings_for(data_root, redis_server.url),
-        helpers.serve_params(policy="greedy", item_cache_seconds=0.3),
-        feast=helpers.feast,
+    svc = helpers.service_on(
+        data_root,
+        redis_server.url,
+        world,
+        bundles["first"],
+        policy="greedy",
+        item_cache_seconds=0.3,
     )
+    client = redis.Redis.from_url(redis_server.url)
     seen: dict = {}
     original = RequestScorer.score
 

@@ -116,17 +116,10 @@ def test_every_index_build_stores_the_whole_catalogue(
     from feature_repo.tables import ITEM_STATS, feature_tables
     from serving.online_rows import write_rows
     from serving.schemas import RecommendRequest
-    from serving.service import Service
 
-    client = redis.Redis.from_url(redis_server.url)
-    helpers.fill_online(client, world)
     data_root = tmp_path / "data"
-    helpers.promote_dir(data_root, bundles["first"])
-    svc = Service(
-        helpers.settings_for(data_root, redis_server.url),
-        helpers.serve_params(),
-        feast=helpers.feast,
-    )
+    svc = helpers.service_on(data_root, redis_server.url, world, bundles["first"])
+    client = redis.Redis.from_url(redis_server.url)
     svc.start(background=False)
     try:
         state = svc.manager.state
