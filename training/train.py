@@ -124,6 +124,7 @@ def fit(
     if len(np.unique(train.clicked)) < 2:
         raise TrainingError("the training window needs both clicks and non-clicks")
     seed_everything(seed, params.threads)
+    start_dwell_at_mean(model, train)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=params.lr, weight_decay=params.weight_decay
     )
@@ -194,6 +195,28 @@ def fit(
     except ValueError as error:
         raise TrainingError(f"cannot calibrate on the validation window: {error}") from None
     return result
+
+
+def start_dwell_at_mean(model: nn.Module, train: Encoded) -> float | None:
+    """Set the auxiliary dwell head's bias to the mean observed dwell target of ``train``.
+
+    The target is log1p(seconds), about 3.9 on the simulated set: from a zero bias its squared
+    error (about 17, times ``dwell_weight`` 0.1) outweighs the click loss several times in the
+    first steps, so the shared towers learn dwell before clicks. Measured on the two-day
+    simulated set (seed 42): MUMA's validation AUC after epoch 1 was 0.7485 from zero and 0.7695
+    from the mean; test AUC 0.7728 -> 0.7816 (docs/training.md).
+
+    Returns:
+        The bias set, or ``None`` (no dwell head, or no observed dwell in ``train``).
+    """
+    head = getattr(model, "head", None)
+    dwell = getattr(head, "dwell", None)
+    if not isinstance(dwell, nn.Linear) or not train.dwell_mask.any():
+        return None
+    mean = float(train.dwell[train.dwell_mask].mean())
+    with torch.no_grad():
+        dwell.bias.fill_(mean)
+    return mean
 
 
 def drop_ids(batch: Batch, rate: float, generator: torch.Generator) -> Batch:

@@ -8,6 +8,7 @@ tampering.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -21,7 +22,7 @@ from training.featurize import PAD, UNKNOWN, FeatureError, Featurizer, Vocabular
 from training.model.config import GraphConfig
 from training.pipeline import evaluate_bundle, model_config
 from training.registry import decide
-from training.train import TrainingError, drop_ids, fit
+from training.train import TrainingError, drop_ids, fit, start_dwell_at_mean
 
 CATEGORIES = {
     "news": ["politics", "sports", "tech"],
@@ -272,6 +273,23 @@ def test_training_is_deterministic(data):
         )
         weights.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
     assert torch.equal(weights[0], weights[1])
+
+
+def test_the_dwell_head_starts_at_the_mean_observed_dwell(data):
+    _, train, _, featurizer = data
+    encoded = featurizer.transform(train)
+    assert encoded.dwell_mask.any()
+    params = TrainParams(threads=1)
+    module = build_model("muma", model_config(params, featurizer))
+    mean = start_dwell_at_mean(module, encoded)
+    assert mean == pytest.approx(float(encoded.dwell[encoded.dwell_mask].mean()))
+    assert float(module.head.dwell.bias) == pytest.approx(mean) and mean > 0
+    no_dwell = dataclasses.replace(encoded, dwell_mask=np.zeros_like(encoded.dwell_mask))
+    assert (
+        start_dwell_at_mean(build_model("muma", model_config(params, featurizer)), no_dwell) is None
+    )
+    din = build_model("din", model_config(params.model_copy(update={"model": "din"}), featurizer))
+    assert start_dwell_at_mean(din, encoded) is None
 
 
 def test_fit_refuses_empty_and_single_class_windows(data):
