@@ -202,9 +202,9 @@ def start_dwell_at_mean(model: nn.Module, train: Encoded) -> float | None:
 
     The target is log1p(seconds), about 3.9 on the simulated set: from a zero bias its squared
     error (about 17, times ``dwell_weight`` 0.1) outweighs the click loss several times in the
-    first steps, so the shared towers learn dwell before clicks. Measured on the two-day
-    simulated set (seed 42): MUMA's validation AUC after epoch 1 was 0.7485 from zero and 0.7695
-    from the mean; test AUC 0.7728 -> 0.7816 (docs/training.md).
+    first steps, so the shared towers learn dwell before clicks. On the two-day simulated set
+    (seed 42) MUMA's validation AUC after epoch 1 was 0.7485 from zero and 0.7695 from the
+    mean; test AUC, median of three seeds, 0.7728 -> 0.7769 (docs/training.md).
 
     Returns:
         The bias set, or ``None`` (no dwell head, or no observed dwell in ``train``).
