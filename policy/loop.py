@@ -37,7 +37,9 @@ policy, domain and day, regret against the oracle, OPE estimates of the greedy r
 first-slot CTR from the bandit's own logs beside its simulated truth, and the oracle's
 decomposition: the expected CTR of slates ranked by partial truths (:data:`PARTIAL_TRUTHS`)
 and, per learning policy and day, its ranker's weights on the truth's terms
-(:func:`ranker_fit_counts`).
+(:func:`ranker_fit_counts`) and the *attainable* share: slates ranked by the exact item terms
+plus the user x category interest as estimated from that policy's own counters
+(:func:`interest_estimates`, :data:`ESTIMATED_INTEREST_VIEWS`).
 """
 
 from __future__ import annotations
@@ -89,6 +91,17 @@ the oracle; ``without_focus`` drops the session's hidden focus, which nothing a 
 reveals. ``expected_focus`` (computed apart) ranks by the click probability averaged over the
 focus, ``P_u[c] sigmoid(l + boost) + (1 - P_u[c]) sigmoid(l)``: the best any policy that
 knows the user's interests but not the session can do."""
+ESTIMATED_INTEREST_VIEWS: dict[str, tuple[str, ...]] = {
+    "item_terms": ("base", "quality", "latent", "fatigue", "freshness"),
+    "without_latent": ("base", "quality", "fatigue", "freshness"),
+    "interest_freshness": ("base", "fatigue", "freshness"),
+}
+"""Exact truth terms that an *estimated* user x category interest is added to
+(:func:`estimated_interest_counts`); with the exact interest they would be the partial truths
+``without_focus``, ``without_focus_latent`` and ``interest_freshness``."""
+INTEREST_FIT_FEATURES = (2, 3, 4)
+"""Columns of :data:`LOOP_FEATURES` (own, friends' affinity, CTR lift) the ``fit`` estimate of
+the interest term is a least-squares combination of."""
 RANKER_TERMS = ("interest", "quality", "latent", "freshness", "focus")
 """Truth terms the learned rankers' logits are regressed on, within each request."""
 
@@ -111,6 +124,10 @@ class LoopTrainParams(_Strict):
     valid_hours: int = Field(default=3, ge=1)
     max_weight: float = Field(default=20.0, ge=1)
     threads: int = Field(default=2, ge=1)
+    warm_start: bool = Field(
+        default=False,
+        description="each retrain after the first starts from the previous ranker's weights",
+    )
 
 
 class LoopParams(_Strict):
@@ -412,6 +429,9 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
     config = model_config(train_params, featurizer)
     torch.manual_seed(seed)
     model = build_model("muma", config)
+    if train.warm_start and universe.model is not None:
+        previous, previous_featurizer, _ = universe.model
+        _warm_start(model, previous, featurizer, previous_featurizer)
     try:
         result = fit(
             model, featurizer, split["train"], split["valid"], train_params, seed, progress=False
@@ -437,6 +457,40 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
             "posterior_rows": sum(universe.bandit.observations.values()),
         }
     )
+
+
+_ID_TABLES = {
+    "embeddings.user.weight": "users",
+    "embeddings.item.weight": "items",
+    "embeddings.category.weight": "categories",
+    "embeddings.creator.weight": "creators",
+}
+"""Embedding tables indexed by a featurizer vocabulary (attribute name), copied by token."""
+
+
+def _warm_start(model: Any, previous: Any, featurizer: Any, previous_featurizer: Any) -> None:
+    """Copy the previous ranker's weights into a freshly built ``model``, in place.
+
+    Id embedding rows (:data:`_ID_TABLES`) are copied by token, since a refitted vocabulary
+    may number ids differently (tokens new to it keep their fresh initialisation; padding and
+    "unknown" are copied); every other tensor is copied when its shape is unchanged.
+    """
+    import torch
+
+    state, old_state = model.state_dict(), previous.state_dict()
+    with torch.no_grad():
+        for key, tensor in state.items():
+            old = old_state.get(key)
+            if old is None:
+                continue
+            if key in _ID_TABLES:
+                old_tokens = getattr(previous_featurizer, _ID_TABLES[key]).tokens
+                new_ids = getattr(featurizer, _ID_TABLES[key]).ids(old_tokens)
+                known = new_ids >= 2  # ids 0 and 1 are padding and "unknown"
+                tensor[torch.as_tensor(new_ids[known])] = old[2:][torch.as_tensor(known)]
+                tensor[:2] = old[:2]
+            elif old.shape == tensor.shape:
+                tensor.copy_(old)
 
 
 def _slot_logit_offsets(model: Any, temperature: float, slate_size: int) -> np.ndarray:
@@ -602,6 +656,8 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
             _add_exploration(partial_day, partial)
             _add_exploration(partial_total, partial)
             for name, universe in universes.items():
+                if name in LEARNING:
+                    _estimate_interest_round(world, universe, users, cand, ts_s, terms, examination)
                 chosen, propensity = _choose(
                     name,
                     universe,
@@ -700,6 +756,11 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
                 fit = universes[name].stats.pop("fit_day", None)
                 if fit:
                     daily[name][-1]["ranker_vs_truth"] = ranker_fit_summary(fit)
+                interest = universes[name].stats.pop("interest_day", None)
+                if interest:
+                    daily[name][-1]["estimated_interest"] = _estimated_interest_shares(
+                        interest, partial_day["truth"]
+                    )
             partial_daily.append(
                 {"day": day, **{n: v / partial_day["shown"] for n, v in partial_day.items()}}
             )
@@ -711,6 +772,23 @@ def run_loop(params: LoopParams, seed: int, progress: bool = False) -> dict[str,
         params, seed, totals, daily, universes, ope_rows, time.perf_counter() - started
     )
     report["partial_truths"] = _partial_truth_report(partial_total, partial_daily, report)
+    if partial_total:
+        report["partial_truths"]["estimated_interest"] = {
+            name: {
+                **_estimated_interest_shares(
+                    universe.stats["interest_total"], partial_total["truth"]
+                ),
+                "fit_weights": dict(
+                    zip(
+                        [LOOP_FEATURES[i] for i in INTEREST_FIT_FEATURES],
+                        interest_fit_weights(universe.stats.get("interest_fit")).round(4).tolist(),
+                        strict=True,
+                    )
+                ),
+            }
+            for name, universe in universes.items()
+            if "interest_total" in universe.stats
+        }
     return report
 
 
@@ -875,6 +953,123 @@ def partial_truth_counts(
         top = np.argsort(-score, axis=1, kind="stable")[:, :k]  # R x K
         counts[name] = float((np.take_along_axis(relevance, top, axis=1) * examination).sum())
     return counts
+
+
+def interest_fit_counts(features: np.ndarray, interest: np.ndarray) -> dict[str, np.ndarray]:
+    """Sufficient statistics of the least-squares fit of the true interest term on the
+    :data:`INTEREST_FIT_FEATURES`, both centred within each request.
+
+    Args:
+        features: ``R x C x 5`` :data:`LOOP_FEATURES` of a round's candidates.
+        interest: ``R x C`` the truth's ``interest`` term.
+
+    Returns:
+        ``xtx`` (``3 x 3``) and ``xty`` (``3``).
+    """
+    x = features[..., list(INTEREST_FIT_FEATURES)].astype(np.float64)  # R x C x 3
+    x = (x - x.mean(axis=1, keepdims=True)).reshape(-1, len(INTEREST_FIT_FEATURES))
+    y = interest - interest.mean(axis=1, keepdims=True)
+    return {"xtx": x.T @ x, "xty": x.T @ y.ravel()}
+
+
+def interest_fit_weights(fit: dict[str, np.ndarray] | None) -> np.ndarray:
+    """``3`` least-squares weights of :func:`interest_fit_counts` (zeros before any round)."""
+    if fit is None:
+        return np.zeros(len(INTEREST_FIT_FEATURES))
+    return np.linalg.lstsq(fit["xtx"], fit["xty"], rcond=None)[0]
+
+
+def interest_estimates(
+    interest_weight: float, features: np.ndarray, fit: dict[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """``R x C`` estimates of the truth's interest term from what a policy's counters know.
+
+    - ``link``: the simulator's own link from interest share to logit,
+      ``interest_weight * clip(log(share * n), -3, 3)``, applied to the estimated share
+      ``category_affinity`` (the user's decayed click share of the category within its domain,
+      smoothed toward the friends' share): the interest term if click shares were interest
+      shares. It uses the truth's functional form, nothing of the truth's values.
+    - ``fit``: the least-squares combination of the three user x category features
+      (:data:`INTEREST_FIT_FEATURES`) that best predicted the true interest term within the
+      requests of every *earlier* round of the same policy (:func:`interest_fit_counts`). It
+      reads the truth to choose three weights, so it bounds what a ranker could make of these
+      features linearly; zero (no user signal) before the first round's fit.
+
+    Args:
+        interest_weight: The simulator's ``interest_weight`` (logit per log interest share).
+        features: ``R x C x 5`` :data:`LOOP_FEATURES` of the candidates, from the counters as
+            they were before the round.
+        fit: Summed :func:`interest_fit_counts` of earlier rounds (None: none yet).
+    """
+    link = interest_weight * np.clip(features[..., 2], -3.0, 3.0)
+    x = features[..., list(INTEREST_FIT_FEATURES)].astype(np.float64)  # R x C x 3
+    fitted = (x - x.mean(axis=1, keepdims=True)) @ interest_fit_weights(fit)
+    return {"link": link, "fit": fitted}
+
+
+def estimated_interest_counts(
+    terms: dict[str, np.ndarray], estimates: dict[str, np.ndarray], examination: np.ndarray
+) -> dict[str, float]:
+    """Expected clicks of top-K slates ranked by exact truth terms plus an estimated interest.
+
+    For every estimate and :data:`ESTIMATED_INTEREST_VIEWS` entry, the candidates are ranked
+    by the view's exact terms plus the estimate, and the slate is judged by the full truth
+    (session focus included), as :func:`partial_truth_counts` judges its views. With the exact
+    interest as estimate, the views are ``without_focus``, ``without_focus_latent`` and
+    ``interest_freshness``.
+
+    Args:
+        terms: ``R x C`` arrays of the truth's terms (with ``focus``).
+        estimates: Estimator name -> ``R x C`` estimated interest term.
+        examination: ``K`` examination probability per slot.
+
+    Returns:
+        Expected clicks per ``"<estimator>.<view>"``.
+    """
+    k = len(examination)
+    relevance = sigmoid(sum(terms.values()))  # R x C
+    counts = {}
+    for estimator, estimate in estimates.items():
+        for view, names in ESTIMATED_INTEREST_VIEWS.items():
+            score = sum(terms[term] for term in names) + estimate
+            top = np.argsort(-score, axis=1, kind="stable")[:, :k]  # R x K
+            value = float((np.take_along_axis(relevance, top, axis=1) * examination).sum())
+            counts[f"{estimator}.{view}"] = value
+    return counts
+
+
+def _estimate_interest_round(
+    world: MediaWorld,
+    universe: _Universe,
+    users: np.ndarray,
+    cand: np.ndarray,
+    ts_s: np.ndarray,
+    terms: dict[str, np.ndarray],
+    examination: np.ndarray,
+) -> None:
+    """Add a round's :func:`estimated_interest_counts` from the universe's own counters (as
+    they were before the round) to its day and run totals, then the round to its ``fit``."""
+    r, c = cand.shape
+    features = _features(
+        world, universe, np.repeat(users, c), cand.ravel(), np.repeat(ts_s, c)
+    ).reshape(r, c, -1)
+    fit = universe.stats.get("interest_fit")
+    estimates = interest_estimates(world.config.interest_weight, features, fit)
+    counts = estimated_interest_counts(terms, estimates, examination)
+    _add_exploration(universe.stats.setdefault("interest_day", {}), counts)
+    _add_exploration(universe.stats.setdefault("interest_total", {}), counts)
+    new = interest_fit_counts(features, terms["interest"])
+    universe.stats["interest_fit"] = new if fit is None else {k: fit[k] + new[k] for k in new}
+
+
+def _estimated_interest_shares(counts: dict[str, float], truth: float) -> dict[str, Any]:
+    """``{estimator: {view: share of the oracle}}`` of summed :func:`estimated_interest_counts`
+    (``truth``: the oracle's expected clicks over the same requests)."""
+    shares: dict[str, Any] = {}
+    for key, value in counts.items():
+        estimator, view = key.split(".")
+        shares.setdefault(estimator, {})[view] = value / truth
+    return shares
 
 
 def ranker_fit_counts(logits: np.ndarray, terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -169,3 +169,96 @@ def test_the_ranker_fit_recovers_known_weights_within_requests() -> None:
     for name, weight in weights.items():
         assert math.isclose(fit["weights"][name], weight, abs_tol=1e-3), name
     assert fit["r2"] > 0.999 and fit["rows"] == 400
+
+
+def test_the_exact_interest_as_estimate_reproduces_the_partial_truths() -> None:
+    import numpy as np
+
+    from policy.loop import (
+        ESTIMATED_INTEREST_VIEWS,
+        estimated_interest_counts,
+        partial_truth_counts,
+    )
+
+    rng = np.random.default_rng(1)
+    names = ("base", "interest", "quality", "latent", "fatigue", "freshness", "focus")
+    terms = {name: rng.normal(size=(40, 12)) for name in names}
+    examination = np.array([1.0, 0.6, 0.4])
+    partial = partial_truth_counts(terms, np.full((40, 12), 0.1), 0.8, examination)
+    exact = estimated_interest_counts(terms, {"exact": terms["interest"]}, examination)
+    same = {
+        "item_terms": "without_focus",
+        "without_latent": "without_focus_latent",
+        "interest_freshness": "interest_freshness",
+    }
+    assert set(same) == set(ESTIMATED_INTEREST_VIEWS)
+    for view, partial_name in same.items():
+        assert math.isclose(exact[f"exact.{view}"], partial[partial_name]), view
+    blind = estimated_interest_counts(terms, {"none": np.zeros((40, 12))}, examination)
+    assert math.isclose(blind["none.interest_freshness"], partial["freshness_only"])
+
+
+def test_the_interest_estimates_map_the_features_to_the_terms_scale() -> None:
+    import numpy as np
+
+    from policy.loop import INTEREST_FIT_FEATURES, interest_estimates, interest_fit_counts
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(30, 10, 5)) * 2
+    weights = np.array([0.8, 0.5, -0.2])
+    per_request = rng.normal(size=(30, 1)) * 5  # a request's offset changes no slate
+    interest = features[..., list(INTEREST_FIT_FEATURES)] @ weights + per_request
+    fit = interest_fit_counts(features, interest)
+    estimates = interest_estimates(1.2, features, fit)
+    np.testing.assert_allclose(estimates["link"], 1.2 * np.clip(features[..., 2], -3, 3))
+    centred = interest - interest.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(estimates["fit"], centred, atol=1e-9)
+    assert not interest_estimates(1.2, features, None)["fit"].any(), "no rounds yet: no signal"
+
+
+def test_estimated_interest_is_reported_per_learning_policy(report: dict) -> None:
+    estimated = report["partial_truths"]["estimated_interest"]
+    views = report["partial_truths"]["views"]
+    assert set(estimated) == {"greedy", "bandit", "bandit_unweighted"}
+    for name, entry in estimated.items():
+        for estimator in ("link", "fit"):
+            shares = entry[estimator]
+            for view, share in shares.items():
+                assert 0 < share <= 1.0 + 1e-12, (name, estimator, view)
+            assert shares["item_terms"] > views["item_only"]["share_of_oracle"], (name, estimator)
+        assert entry["fit_weights"]["category_affinity"] > 0, name
+        days = report["policies"][name]["daily"]
+        assert all(set(day["estimated_interest"]) == {"link", "fit"} for day in days), name
+
+
+def test_a_warm_start_copies_id_rows_by_token_and_other_weights_by_shape() -> None:
+    from types import SimpleNamespace
+
+    import torch
+    from torch import nn
+
+    from policy.loop import _warm_start
+    from training.featurize import Vocabulary
+
+    def ranker(users: int, head: int) -> nn.Module:
+        model = nn.Module()
+        model.embeddings = nn.Module()
+        model.embeddings.user = nn.Embedding(users, 2)
+        model.head = nn.Linear(head, 1)
+        model.other = nn.Linear(3, 1)
+        return model
+
+    def featurizer(tokens: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(users=Vocabulary(tokens))
+
+    torch.manual_seed(0)
+    old, new = ranker(4, 2), ranker(5, 3)  # ids: pad, unknown, then the tokens
+    # The previous vocabulary held u1 (id 2) and u3 (id 3); the new one u1, u2, u3 (2, 3, 4).
+    fresh_head, fresh_u2 = new.head.weight.detach().clone(), new.embeddings.user.weight[3].clone()
+    _warm_start(new, old, featurizer(["u1", "u2", "u3"]), featurizer(["u1", "u3"]))
+    rows = new.embeddings.user.weight.detach()
+    old_rows = old.embeddings.user.weight.detach()
+    torch.testing.assert_close(rows[[0, 1, 2, 4]], old_rows[[0, 1, 2, 3]])
+    torch.testing.assert_close(rows[3], fresh_u2.detach(), msg="a new token keeps its fresh row")
+    torch.testing.assert_close(new.other.weight, old.other.weight)
+    torch.testing.assert_close(new.head.weight.detach(), fresh_head, msg="new shape: not copied")
