@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from bench import (
@@ -14,6 +15,7 @@ from bench import (
     bench_ope,
     bench_policy,
     bench_ranker,
+    bench_redis_memory,
     bench_serving,
     bench_simulator,
 )
@@ -131,6 +133,21 @@ def write_doc(results: dict) -> None:
         lines.append(
             f"| Redis memory | {memory}; {features['redis_bytes_per_item']:,} B per item | {cond} |"
         )
+    memory = results.get("redis_memory")
+    if memory:
+        default, listpack = memory["bytes_per_user_default"], memory["bytes_per_user_listpack"]
+        lines.append(
+            f"| Redis memory, real feature build | per user on Redis defaults: median "
+            f"{default['median']:,} B, mean {default['mean']:,} B, p99 {default['p99']:,} B, "
+            f"{default['share_over_2kb']:.1%} over 2 KB; with hash-max-listpack-value "
+            f"{memory['listpack_value_bytes']}: median {listpack['median']:,} B, mean "
+            f"{listpack['mean']:,} B, p99 {listpack['p99']:,} B, "
+            f"{listpack['share_over_2kb']:.1%} over 2 KB; per item "
+            f"{memory['bytes_per_item_default']['median']:,} B | "
+            f"{default['entities']:,} users of {memory['data_root']} "
+            f"({memory['interval'][0]} to {memory['interval'][1]}, "
+            f"{memory['rows_materialised']:,} rows); {memory['machine']}, {memory['date']} |"
+        )
     monitoring = results.get("monitoring")
     if monitoring:
         lines.append(
@@ -241,6 +258,7 @@ def main() -> None:
             "monitoring",
             "serving",
             "ranker",
+            "redis_memory",
             "policy",
             "ope",
         ],
@@ -266,6 +284,12 @@ def main() -> None:
             )
         except bench_ranker.BenchError as error:
             print(f"ranker skipped: {error}")
+    if args.only in (None, "redis_memory"):
+        data_root = os.environ.get("MUMA_DATA_ROOT", "data")
+        try:
+            bench_redis_memory.main(["--data-root", data_root, "--save"])
+        except FileNotFoundError as error:
+            print(f"redis_memory skipped: {error}")
     if args.only in (None, "policy"):
         bench_policy.main(quick=args.quick)
     if args.only in (None, "ope"):

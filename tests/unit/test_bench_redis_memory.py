@@ -1,0 +1,35 @@
+"""The Redis-memory benchmark's helpers: the build's interval and the size summary."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bench.bench_redis_memory import build_interval, distribution
+
+
+def test_build_interval_spans_every_table(tmp_path):
+    for table, day, hour in [
+        ("a", "2026-11-01", "03"),
+        ("a", "2026-11-02", "00"),
+        ("b", "2026-11-02", "05"),
+    ]:
+        (tmp_path / table / f"date={day}" / f"hour={hour}").mkdir(parents=True)
+    (tmp_path / "b" / "date=2026-11-09").mkdir()  # no hour: not a partition
+    start, end = build_interval(tmp_path)
+    assert start == datetime(2026, 11, 1, 3, tzinfo=UTC)
+    assert end == datetime(2026, 11, 2, 6, tzinfo=UTC)
+
+
+def test_build_interval_without_partitions_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="muma features build"):
+        build_interval(tmp_path)
+
+
+def test_distribution_by_hand():
+    summary = distribution([1000, 2000, 3000, 4000])
+    assert summary["entities"] == 4
+    assert summary["median"] == 2500
+    assert summary["mean"] == 2500
+    assert summary["max"] == 4000
+    assert summary["share_over_2kb"] == 0.5  # 3000 and 4000 are over 2,048
+    assert distribution([]) == {"entities": 0}
