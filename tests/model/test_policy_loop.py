@@ -67,6 +67,7 @@ def test_loop_features_are_what_the_policy_could_know() -> None:
         CTR_PRIOR,
         LOOP_FEATURES,
         SHARE_PRIOR,
+        _circle_matrix,
         _features,
         _Universe,
         _world,
@@ -76,9 +77,18 @@ def test_loop_features_are_what_the_policy_could_know() -> None:
     params = LoopParams(days=1, users=20, items=300, shock_day=None)
     world = _world(params, seed=0)
     n_cat = len(world.category_names)
-    friends = sparse.csr_matrix(([1.0, 1.0], ([0, 1], [1, 0])), shape=(20, 20))  # 0 <-> 1
+    edges = ([0, 1, 1, 3], [1, 0, 3, 1])  # 0 <-> 1 <-> 3: user 3 is in user 0's circle
+    friends = sparse.csr_matrix(([1.0] * 4, edges), shape=(20, 20))
+    circle = _circle_matrix(friends)
+    assert sorted(circle[0].indices) == [1, 3] and sorted(circle[1].indices) == [0, 3]
     universe = _Universe(
-        "greedy", 20, 4, items=len(world.item_ids), categories=n_cat, friends=friends
+        "greedy",
+        20,
+        4,
+        items=len(world.item_ids),
+        categories=n_cat,
+        friends=friends,
+        circle=circle,
     )
     news = world.domain_categories[DOMAINS[0]]
     video = world.domain_categories[DOMAINS[1]]
@@ -88,12 +98,15 @@ def test_loop_features_are_what_the_policy_could_know() -> None:
     ts = world.item_publish_ms[items] / 1000.0 + np.asarray([0.0, 3600.0, 7200.0, 0.0])
     universe.shown[1], universe.clicked[1] = 80, 9
     # User 0: 3 news clicks in category 0 of 6 shown, 1 in another news category, 5 video clicks
-    # (other domains do not dilute the share); friend 1: 2 clicks in category 0 of 4 news clicks.
+    # (other domains do not dilute the share); friend 1: 2 clicks in category 0 of 4 news clicks;
+    # friend of friend 3: 1 of 4.
     universe.category_shown[0, news[0]], universe.category_clicked[0, news[0]] = 6, 3
     universe.category_shown[0, news[1]], universe.category_clicked[0, news[1]] = 2, 1
     universe.category_shown[0, video[0]], universe.category_clicked[0, video[0]] = 5, 5
     universe.category_shown[1, news[0]], universe.category_clicked[1, news[0]] = 9, 2
     universe.category_shown[1, news[2]], universe.category_clicked[1, news[2]] = 9, 2
+    universe.category_shown[3, news[0]], universe.category_clicked[3, news[0]] = 4, 1
+    universe.category_shown[3, news[3]], universe.category_clicked[3, news[3]] = 4, 3
     features = _features(world, universe, users, items, ts)
     assert LOOP_FEATURES[:3] == ("age_hours", "item_ctr", "category_affinity")
     np.testing.assert_allclose(features[:, 0], [0.0, 1.0, 2.0, 0.0])
@@ -101,12 +114,13 @@ def test_loop_features_are_what_the_policy_could_know() -> None:
     assert features[0, 1] == prior_clicks / prior_shown
     assert features[2, 1] == (9 + prior_clicks) / (80 + prior_shown)
     n = len(news)
-    everyone = (5 + 1) / (8 + n)  # everyone's news clicks: 5 of 8 in category 0, plus 1 each
+    everyone = (6 + 1) / (12 + n)  # everyone's news clicks: 6 of 12 in category 0, plus 1 each
     friends_share = (2 + SHARE_PRIOR * everyone) / (4 + SHARE_PRIOR)
-    own_share = (3 + SHARE_PRIOR * friends_share) / (4 + SHARE_PRIOR)
+    circle_share = (2 + 1 + SHARE_PRIOR * everyone) / (4 + 4 + SHARE_PRIOR)
+    own_share = (3 + SHARE_PRIOR * circle_share) / (4 + SHARE_PRIOR)
     np.testing.assert_allclose(features[0, 2], np.log(own_share * n))
     np.testing.assert_allclose(features[0, 3], np.log(friends_share * n))
-    everyone_ctr = (5 + prior_clicks) / (15 + prior_shown)
+    everyone_ctr = (6 + prior_clicks) / (19 + prior_shown)
     user_ctr = (3 + CATEGORY_CTR_PRIOR * everyone_ctr) / (6 + CATEGORY_CTR_PRIOR)
     np.testing.assert_allclose(features[0, 4], np.log(user_ctr / everyone_ctr))
     # User 2 has no clicks and no friends: everyone's share, everyone's CTR.
