@@ -125,10 +125,6 @@ class LoopTrainParams(_Strict):
     valid_hours: int = Field(default=3, ge=1)
     max_weight: float = Field(default=20.0, ge=1)
     threads: int = Field(default=2, ge=1)
-    warm_start: bool = Field(
-        default=False,
-        description="each retrain after the first starts from the previous ranker's weights",
-    )
 
 
 class LoopParams(_Strict):
@@ -453,9 +449,6 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
     config = model_config(train_params, featurizer)
     torch.manual_seed(seed)
     model = build_model("muma", config)
-    if train.warm_start and universe.model is not None:
-        previous, previous_featurizer, _ = universe.model
-        _warm_start(model, previous, featurizer, previous_featurizer)
     try:
         result = fit(
             model, featurizer, split["train"], split["valid"], train_params, seed, progress=False
@@ -481,40 +474,6 @@ def _retrain(world: MediaWorld, universe: _Universe, params: LoopParams, seed: i
             "posterior_rows": sum(universe.bandit.observations.values()),
         }
     )
-
-
-_ID_TABLES = {
-    "embeddings.user.weight": "users",
-    "embeddings.item.weight": "items",
-    "embeddings.category.weight": "categories",
-    "embeddings.creator.weight": "creators",
-}
-"""Embedding tables indexed by a featurizer vocabulary (attribute name), copied by token."""
-
-
-def _warm_start(model: Any, previous: Any, featurizer: Any, previous_featurizer: Any) -> None:
-    """Copy the previous ranker's weights into a freshly built ``model``, in place.
-
-    Id embedding rows (:data:`_ID_TABLES`) are copied by token, since a refitted vocabulary
-    may number ids differently (tokens new to it keep their fresh initialisation; padding and
-    "unknown" are copied); every other tensor is copied when its shape is unchanged.
-    """
-    import torch
-
-    state, old_state = model.state_dict(), previous.state_dict()
-    with torch.no_grad():
-        for key, tensor in state.items():
-            old = old_state.get(key)
-            if old is None:
-                continue
-            if key in _ID_TABLES:
-                old_tokens = getattr(previous_featurizer, _ID_TABLES[key]).tokens
-                new_ids = getattr(featurizer, _ID_TABLES[key]).ids(old_tokens)
-                known = new_ids >= 2  # ids 0 and 1 are padding and "unknown"
-                tensor[torch.as_tensor(new_ids[known])] = old[2:][torch.as_tensor(known)]
-                tensor[:2] = old[:2]
-            elif old.shape == tensor.shape:
-                tensor.copy_(old)
 
 
 def _slot_logit_offsets(model: Any, temperature: float, slate_size: int) -> np.ndarray:

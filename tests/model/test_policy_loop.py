@@ -243,36 +243,3 @@ def test_estimated_interest_is_reported_per_learning_policy(report: dict) -> Non
         assert entry["fit_weights"]["category_affinity"] > 0, name
         days = report["policies"][name]["daily"]
         assert all(set(day["estimated_interest"]) == {"link", "fit"} for day in days), name
-
-
-def test_a_warm_start_copies_id_rows_by_token_and_other_weights_by_shape() -> None:
-    from types import SimpleNamespace
-
-    import torch
-    from torch import nn
-
-    from policy.loop import _warm_start
-    from training.featurize import Vocabulary
-
-    def ranker(users: int, head: int) -> nn.Module:
-        model = nn.Module()
-        model.embeddings = nn.Module()
-        model.embeddings.user = nn.Embedding(users, 2)
-        model.head = nn.Linear(head, 1)
-        model.other = nn.Linear(3, 1)
-        return model
-
-    def featurizer(tokens: list[str]) -> SimpleNamespace:
-        return SimpleNamespace(users=Vocabulary(tokens))
-
-    torch.manual_seed(0)
-    old, new = ranker(4, 2), ranker(5, 3)  # ids: pad, unknown, then the tokens
-    # The previous vocabulary held u1 (id 2) and u3 (id 3); the new one u1, u2, u3 (2, 3, 4).
-    fresh_head, fresh_u2 = new.head.weight.detach().clone(), new.embeddings.user.weight[3].clone()
-    _warm_start(new, old, featurizer(["u1", "u2", "u3"]), featurizer(["u1", "u3"]))
-    rows = new.embeddings.user.weight.detach()
-    old_rows = old.embeddings.user.weight.detach()
-    torch.testing.assert_close(rows[[0, 1, 2, 4]], old_rows[[0, 1, 2, 3]])
-    torch.testing.assert_close(rows[3], fresh_u2.detach(), msg="a new token keeps its fresh row")
-    torch.testing.assert_close(new.other.weight, old.other.weight)
-    torch.testing.assert_close(new.head.weight.detach(), fresh_head, msg="new shape: not copied")
