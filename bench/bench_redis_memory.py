@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,22 +77,21 @@ def measure(data_root: Path) -> dict:
     from muma.params import load_section
     from muma.settings import Settings
 
-    features = load_section(Path("params.yaml"), "features", FeaturesParams)
+    params_path = Settings().params_path
+    features = load_section(params_path, "features", FeaturesParams)
     start, end = build_interval(data_root / features.features_dir)
     # The project of params.yaml, so keys are as long as in production; the servers are
     # private, and ``apply`` of an unchanged repository changes nothing in the registry.
-    feast = load_section(Path("params.yaml"), "feast", FeastParams)
+    feast = load_section(params_path, "feast", FeastParams)
     with PrivateRedisServer() as server:
         client = redis_client(server.url)
         settings = Settings(data_root=data_root, redis_url=server.url)
         apply(settings, features, feast)
         loaded = materialize(settings, start, end, features, feast)
-        users = [key for key in client.scan_iter(count=5000) if b"user_id" in key]
-        items = [key for key in client.scan_iter(count=5000) if b"item_id" in key]
-        encodings: dict[str, int] = {}
-        for key in users:
-            name = client.object("encoding", key).decode()
-            encodings[name] = encodings.get(name, 0) + 1
+        keys = list(client.scan_iter(count=5000))
+        users = [key for key in keys if b"user_id" in key]
+        items = [key for key in keys if b"item_id" in key]
+        encodings = Counter(client.object("encoding", key).decode() for key in users)
         default_users = [client.memory_usage(key, samples=0) for key in users]
         default_items = [client.memory_usage(key, samples=0) for key in items]
         config = {"hash-max-listpack-value": LISTPACK_VALUE_BYTES}
@@ -107,7 +107,7 @@ def measure(data_root: Path) -> dict:
         "data_root": str(data_root),
         "interval": [start.isoformat(), end.isoformat()],
         "rows_materialised": loaded.rows,
-        "user_encodings_default": encodings,
+        "user_encodings_default": dict(encodings),
         "bytes_per_user_default": distribution(default_users),
         "bytes_per_user_listpack": distribution(listpack_users),
         "listpack_value_bytes": LISTPACK_VALUE_BYTES,

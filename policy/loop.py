@@ -935,9 +935,15 @@ def partial_truth_counts(
     ) * sigmoid(blind)
     counts = {"shown": float(relevance.shape[0] * k)}
     for name, score in scores.items():
-        top = np.argsort(-score, axis=1, kind="stable")[:, :k]  # R x K
-        counts[name] = float((np.take_along_axis(relevance, top, axis=1) * examination).sum())
+        counts[name] = _slate_clicks(score, relevance, examination)
     return counts
+
+
+def _slate_clicks(score: np.ndarray, relevance: np.ndarray, examination: np.ndarray) -> float:
+    """Expected clicks of each request's top-K by ``score`` (``R x C``), judged by the true
+    ``relevance`` (``R x C``) and the ``K`` slots' examination probabilities."""
+    top = np.argsort(-score, axis=1, kind="stable")[:, : len(examination)]  # R x K
+    return float((np.take_along_axis(relevance, top, axis=1) * examination).sum())
 
 
 def interest_fit_counts(features: np.ndarray, interest: np.ndarray) -> dict[str, np.ndarray]:
@@ -1011,15 +1017,12 @@ def estimated_interest_counts(
     Returns:
         Expected clicks per ``"<estimator>.<view>"``.
     """
-    k = len(examination)
     relevance = sigmoid(sum(terms.values()))  # R x C
     counts = {}
     for estimator, estimate in estimates.items():
         for view, names in ESTIMATED_INTEREST_VIEWS.items():
             score = sum(terms[term] for term in names) + estimate
-            top = np.argsort(-score, axis=1, kind="stable")[:, :k]  # R x K
-            value = float((np.take_along_axis(relevance, top, axis=1) * examination).sum())
-            counts[f"{estimator}.{view}"] = value
+            counts[f"{estimator}.{view}"] = _slate_clicks(score, relevance, examination)
     return counts
 
 
