@@ -1,8 +1,9 @@
 """Ingest landing partitions into curated Parquet, a quarantine table and reconciliations.
 
-One Spark job ingests a batch of one source's landing partitions (:func:`ingest_hours`; one
-partition: :func:`ingest_partition`); every landing partition still gets its own output
-directories and reconciliation file, exactly as if it had been ingested alone.
+One Spark job ingests a batch of landing partitions of every source (:func:`ingest_batch`;
+one source: :func:`ingest_hours`; one partition: :func:`ingest_partition`); every landing
+partition still gets its own output directories and reconciliation file, exactly as if it
+had been ingested alone.
 
 Layout under ``curated_root`` (``date``/``hour`` are the *landing* partition's, so a rerun
 replaces exactly the directories one partition produced)::
@@ -16,42 +17,44 @@ the reconciliation holds, so a killed or failed run leaves the previous output i
 Files get deterministic names and rows a deterministic order: a rerun on the same landing
 partition writes byte-identical Parquet.
 
-Cost (``docs/ingest.md``): the lines are read and classified once, into a batch cache; the
-counts, the duplicate check and the curated write read that cache. When every line takes
-the native fast path and no id repeats, the curated write needs no shuffle.
+Cost (``docs/ingest.md``): a batch is one Spark job of as many tasks as cores, each curating
+whole partitions with Arrow (:mod:`ingest.curate`); repeated ids are found from 64-bit
+hashes the tasks return, so no id string is shuffled unless two hashes meet.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from muma.contract import Source, partition_dir
 
-from .classify import ACCEPTED, classify_lines
 from .config import IngestParams
-from .publish import STAGING_DIR as STAGING_DIR
-from .publish import row_count, staging_dir, swap, write_json, write_parquet
-from .schemas import (
-    PARTITION_START,
-    QUARANTINE_SCHEMA,
-    RAW_LINE,
-    REASON,
-    curated_schema,
-    has_domain,
+from .curate import (
+    OUTCOME_SCHEMA,
+    PartitionOutcome,
+    PartitionTask,
+    balanced_slots,
+    id_hashes,
+    slot_runner,
+    write_curated_file,
 )
+from .publish import STAGING_DIR as STAGING_DIR
+from .publish import row_count, staging_dir, swap, write_json
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 QUARANTINE_TABLE = "quarantine"
 RECONCILIATION_DIR = "_reconciliation"
@@ -144,19 +147,6 @@ def lookback_hours(allowed_lateness: timedelta) -> int:
     return math.ceil(allowed_lateness / _HOUR) + 1
 
 
-def _partition_start():
-    """Epoch microseconds of the ``date=``/``hour=`` directory a row's file sits in.
-
-    Computed from Spark's partition columns ``date`` and ``hour`` (constant per file, so
-    nothing is parsed from the file path per row) with integer arithmetic; works whether
-    the columns are strings or the date and integer types partition discovery infers.
-    """
-    from pyspark.sql import functions as F
-
-    days = F.unix_date(F.to_date(F.col("date"))).cast("long")
-    return (days * 24 + F.col("hour").cast("long")) * F.lit(_HOUR_MICROS)
-
-
 def _landing_files(directory: Path) -> list[Path]:
     """The files Spark reads in a landing partition (it skips names starting ``_`` or ``.``)."""
     return [
@@ -166,39 +156,19 @@ def _landing_files(directory: Path) -> list[Path]:
     ]
 
 
-def _read_landing(
-    spark: SparkSession, landing_root: Path, source: Source, hours: list[datetime]
-) -> DataFrame:
-    """The non-blank lines of ``source``'s landing partitions of ``hours``.
-
-    Returns:
-        Columns ``value`` (the raw line) and :data:`PARTITION_START`.
-    """
-    from pyspark.sql import functions as F
-
-    dirs = [partition_dir(landing_root, source, hour) for hour in hours]
-    return (
-        # The schema names the partition columns as strings, so Spark reads them from the
-        # directory names as they are; JSON Lines ends a record at \n only (Spark's default
-        # also splits at a bare \r).
-        spark.read.schema("value STRING, date STRING, hour STRING")
-        .option("basePath", str(dirs[0].parent.parent))
-        .option("lineSep", "\n")
-        .text([str(directory) for directory in dirs])
-        # A line starting with "{" is not blank: trim (a copy of the line) only for the rest.
-        .where(F.col("value").startswith("{") | (F.length(F.trim("value")) > 0))
-        .select("value", _partition_start().alias(PARTITION_START))
-    )
+def _curated_ids(directory: Path) -> pa.Array:
+    """``event_id`` of every curated file under ``directory``."""
+    chunks = [
+        pq.read_table(path, columns=["event_id"]).column("event_id")
+        for path in sorted(directory.rglob("*.parquet"))
+    ]
+    return pa.chunked_array(chunks, pa.string()).combine_chunks()
 
 
-def _earlier_curated_ids(
-    spark: SparkSession,
-    curated_root: Path,
-    source: Source,
-    hours: list[datetime],
-    allowed_lateness: timedelta,
-) -> DataFrame | None:
-    """``event_id`` and partition of curated rows in hours outside the batch it looks back on.
+def _earlier_curated_dirs(
+    curated_root: Path, source: Source, hours: list[datetime], allowed_lateness: timedelta
+) -> dict[int, Path]:
+    """Curated partitions in hours outside the batch it looks back on, by start micros.
 
     Hours of the batch are excluded: the batch replaces them. Ingest hours in order: earlier
     landing partitions win.
@@ -206,18 +176,12 @@ def _earlier_curated_ids(
     lookback = lookback_hours(allowed_lateness)
     batch = set(hours)
     earlier = sorted({hour - n * _HOUR for hour in hours for n in range(1, lookback + 1)} - batch)
-    dirs = []
+    dirs = {}
     for hour in earlier:
         directory = curated_partition_dir(curated_root, source, hour)
         if directory.is_dir() and any(directory.rglob("*.parquet")):
-            dirs.append(str(directory))
-    if not dirs:
-        return None
-    return (
-        spark.read.option("basePath", str(Path(curated_root) / str(source)))
-        .parquet(*dirs)
-        .select("event_id", _partition_start().alias(PARTITION_START))
-    )
+            dirs[_micros(hour)] = directory
+    return dirs
 
 
 def _duplicate_copies(
@@ -250,79 +214,221 @@ def _duplicate_copies(
     return dropped
 
 
-def _deduplicated(
-    spark: SparkSession, valid: DataFrame, earlier: DataFrame | None, lookback: int
-) -> tuple[DataFrame, Counter[int]]:
-    """Valid rows without duplicates, and duplicates dropped per partition start.
+def _cross_partition_duplicates(
+    staged: dict[int, tuple[Path, np.ndarray]],
+    curated_root: Path,
+    source: Source,
+    hours: list[datetime],
+    params: IngestParams,
+) -> dict[int, set[str]]:
+    """Ids to drop from each staged partition because an earlier copy is kept.
 
-    Only ids occurring more than once (in the batch or in earlier curated hours) are looked
-    at row by row, on the driver; for the usual unique id this is one shuffle of ids.
+    Every staged partition holds each id once (:func:`ingest.curate.first_copies`). Its
+    tasks reported the ids' 64-bit hashes; a hash found in two partitions (of the batch, or
+    a curated hour the batch looks back on) makes a candidate, and only candidates' ids are
+    read back and compared exactly, then settled in hour order by
+    :func:`_duplicate_copies`. For the usual unique id no string leaves its task.
+
+    Args:
+        staged: ``{start micros: (staged curated directory, sorted id hashes)}``.
+
+    Returns:
+        ``{partition start micros: event ids to drop}``, only partitions with drops.
     """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+    earlier = _earlier_curated_dirs(curated_root, source, hours, params.allowed_lateness)
+    places = {start: directory for start, (directory, _) in staged.items()} | earlier
+    hashes = {start: found for start, (_, found) in staged.items()}
+    for start, directory in earlier.items():
+        hashes[start] = np.unique(id_hashes(_curated_ids(directory)))
+    starts = list(hashes)
+    every = np.concatenate([hashes[start] for start in starts]) if starts else np.empty(0)
+    owner = np.repeat(np.arange(len(starts)), [len(hashes[start]) for start in starts])
+    order = np.argsort(every, kind="stable")
+    every, owner = every[order], owner[order]
+    repeated = np.flatnonzero(every[1:] == every[:-1])
+    if not len(repeated):
+        return {}
+    candidates = np.unique(every[repeated])
+    involved = {
+        starts[i] for i in np.unique(np.concatenate([owner[repeated], owner[repeated + 1]]))
+    }
+    copies: list[tuple[str, int, int]] = []
+    kept_before: list[tuple[str, int]] = []
+    for start in sorted(involved):
+        ids = _curated_ids(places[start])
+        picked = ids.filter(pa.array(np.isin(id_hashes(ids), candidates))).to_pylist()
+        if start in staged:
+            copies.extend((event_id, start, 1) for event_id in picked)
+        else:
+            kept_before.extend((event_id, start) for event_id in picked)
+    dropped: dict[int, set[str]] = {}
+    for event_id, start, _ in _duplicate_copies(
+        copies, kept_before, lookback_hours(params.allowed_lateness)
+    ):
+        dropped.setdefault(start, set()).add(event_id)
+    return dropped
 
-    ids = valid.select("event_id", PARTITION_START)
-    if earlier is not None:
-        ids = ids.unionByName(earlier)
-    repeated = ids.groupBy("event_id").count().where("count > 1").select("event_id").cache()
+
+def _drop_ids(directory: Path, event_ids: set[str]) -> None:
+    """Rewrite the staged curated files under ``directory`` without ``event_ids``."""
+    drop = pa.array(sorted(event_ids), pa.string())
+    for path in sorted(directory.rglob("*.parquet")):
+        table = pq.read_table(path)
+        kept = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=drop)))
+        if kept.num_rows == table.num_rows:
+            continue
+        path.unlink()
+        if kept.num_rows:
+            write_curated_file(kept, path)
+        elif path.parent != directory and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+
+
+def _slots(spark: SparkSession) -> int:
+    """Tasks to spread a batch over: the cores Spark runs tasks on (classic sessions)."""
     try:
-        if repeated.isEmpty():
-            return valid, Counter()
-        first = Window.partitionBy("event_id", PARTITION_START).orderBy(RAW_LINE)
-        multi = valid.join(F.broadcast(repeated), "event_id", "left_semi").withColumn(
-            "_copy", F.row_number().over(first)
-        )
-        copies = [
-            (row[0], row[1], row[2])
-            for row in multi.select("event_id", PARTITION_START, "_copy").collect()
-        ]
-        earlier_copies = (
-            []
-            if earlier is None
-            else [
-                (row[0], row[1])
-                for row in earlier.join(F.broadcast(repeated), "event_id", "left_semi").collect()
-            ]
-        )
-    finally:
-        repeated.unpersist()
-    dropped = _duplicate_copies(copies, earlier_copies, lookback)
-    by_partition = Counter(start for _, start, _ in dropped)
-    ids_seen = sorted({event_id for event_id, _, _ in copies})
-    singles = valid.join(
-        F.broadcast(spark.createDataFrame([(i,) for i in ids_seen], "event_id string")),
-        "event_id",
-        "left_anti",
-    )
-    if dropped:
-        drop = spark.createDataFrame(dropped, f"event_id string, {PARTITION_START} long, _copy int")
-        multi = multi.join(F.broadcast(drop), ["event_id", PARTITION_START, "_copy"], "left_anti")
-    kept = singles.unionByName(multi.drop("_copy"))
-    return kept, by_partition
+        return max(1, spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect has no SparkContext: its default parallelism
+        return max(1, int(spark.conf.get("spark.default.parallelism", "2")))
 
 
-def _with_hour_columns(frame: DataFrame) -> DataFrame:
-    """Add ``date`` and ``hour`` strings of the landing partition (the output directories).
+def ingest_batch(
+    spark: SparkSession,
+    landing_root: Path,
+    curated_root: Path,
+    partitions: dict[Source | str, list[datetime]],
+    params: IngestParams,
+) -> list[IngestResult]:
+    """Curate, quarantine and reconcile landing partitions of several sources in one Spark job.
 
-    Integer arithmetic on :data:`PARTITION_START` (a whole hour in epoch microseconds)
-    instead of formatting a timestamp per row.
+    The partitions are spread over as many Spark tasks as there are cores, balanced by size;
+    each task curates its partitions one by one (:func:`ingest.curate.curate_partition`)
+    into a staging directory. Then ids repeated across partitions, or against curated hours
+    before the batch, are settled. Each partition gets the outputs and reconciliation that
+    ingesting it alone, hour by hour in order, would give. Nothing is published unless every
+    partition's reconciliation holds.
+
+    Args:
+        spark: Session from :func:`ingest.spark.get_spark`.
+        landing_root: Root of the landing zone (holding ``v1/``).
+        curated_root: Root of the curated tables.
+        partitions: Starts of the partitions' hours per source (aware; each must exist).
+        params: The ``ingest`` section of params.yaml.
+
+    Returns:
+        One result per partition, by source (contract order) then hour, as written to the
+        reconciliation JSONs.
+
+    Raises:
+        FileNotFoundError: A landing partition does not exist.
+        ReconciliationError: A partition's records read differ from curated + quarantined +
+            duplicates; nothing of this batch is published then.
+        ValueError: No hours, or a source's hours repeat.
     """
-    from pyspark.sql import functions as F
+    began = time.perf_counter()
+    wanted = {
+        Source(source): sorted(h.astimezone(UTC) for h in hours)
+        for source, hours in partitions.items()
+    }
+    batch = {source: wanted[source] for source in Source if wanted.get(source)}
+    if not batch:
+        raise ValueError(f"need hours to ingest, got {partitions}")
+    for source, hours in batch.items():
+        if len(set(hours)) != len(hours):
+            raise ValueError(f"need distinct hours to ingest, got {hours} for {source}")
+        for hour in hours:
+            directory = partition_dir(landing_root, source, hour)
+            if not directory.is_dir():
+                raise FileNotFoundError(f"no landing partition at {directory}")
+    curated_root = Path(curated_root)
+    staging = staging_dir(curated_root)
 
-    hours = F.expr(f"{PARTITION_START} div {_HOUR_MICROS}")
-    date = F.date_from_unix_date(F.expr(f"{PARTITION_START} div {24 * _HOUR_MICROS}"))
-    return frame.withColumn("date", date.cast("string")).withColumn(
-        "hour", F.lpad((hours % 24).cast("string"), 2, "0")
-    )
+    def staged(source: Source, table: str, hour: datetime) -> Path:
+        date, hh = _hour_parts(hour)
+        return staging / str(source) / table / f"date={date}" / f"hour={hh}"
 
+    keys = [(source, hour) for source, hours in batch.items() for hour in hours]
+    tasks = [
+        PartitionTask(
+            source=source,
+            start_micros=_micros(hour),
+            files=tuple(
+                sorted(
+                    str(path) for path in _landing_files(partition_dir(landing_root, source, hour))
+                )
+            ),
+            curated_dir=str(staged(source, "curated", hour)),
+            quarantine_dir=str(staged(source, "quarantine", hour)),
+        )
+        for source, hour in keys
+    ]
+    try:
+        slots = balanced_slots(tasks, _slots(spark))
+        runner = slot_runner(tasks, slots, params.allowed_lateness)
+        outcomes: dict[tuple[Source, datetime], PartitionOutcome] = {}
+        for row in (
+            spark.range(0, len(slots), 1, len(slots)).mapInArrow(runner, OUTCOME_SCHEMA).collect()
+        ):
+            outcome = PartitionOutcome(**json.loads(row[1]))
+            outcome.id_hashes = np.frombuffer(row[2], np.uint64)
+            outcomes[keys[row[0]]] = outcome
+        if sorted(outcomes, key=keys.index) != keys:
+            raise ReconciliationError(
+                f"tasks reported {len(outcomes)} of {len(keys)} partitions; nothing published"
+            )
 
-def _write_empty_quarantine(directory: Path) -> None:
-    """A schema-only quarantine file, so every published partition has a readable table."""
-    directory.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema(
-        [pa.field(f.name, pa.string(), nullable=f.nullable) for f in QUARANTINE_SCHEMA.fields]
-    )
-    pq.write_table(schema.empty_table(), directory / "part-00000.snappy.parquet")
+        results = []
+        for source, hours in batch.items():
+            staged_ids = {
+                _micros(hour): (staged(source, "curated", hour), outcomes[source, hour].id_hashes)
+                for hour in hours
+            }
+            dropped = _cross_partition_duplicates(staged_ids, curated_root, source, hours, params)
+            for start, event_ids in dropped.items():
+                hour = _EPOCH + timedelta(microseconds=start)
+                _drop_ids(staged(source, "curated", hour), event_ids)
+            for hour in hours:
+                outcome = outcomes[source, hour]
+                reasons = outcome.quarantined_by_reason
+                result = IngestResult(
+                    source=str(source),
+                    hour_start=hour.isoformat(),
+                    records_read=outcome.records_read,
+                    curated=row_count(staged(source, "curated", hour)),
+                    quarantined=row_count(staged(source, "quarantine", hour)),
+                    duplicates_dropped=outcome.duplicates_dropped
+                    + len(dropped.get(_micros(hour), ())),
+                    quarantined_by_reason=dict(sorted(reasons.items())),
+                )
+                result.holds = (
+                    result.records_read
+                    == result.curated + result.quarantined + result.duplicates_dropped
+                    and result.quarantined == sum(reasons.values())
+                )
+                if not result.holds:
+                    raise ReconciliationError(
+                        f"{source} {hour:%Y-%m-%dT%H}: read {result.records_read} != curated "
+                        f"{result.curated} + quarantined {result.quarantined} + duplicates "
+                        f"{result.duplicates_dropped}; nothing published"
+                    )
+                results.append(result)
+
+        for source, hour in keys:
+            swap(staged(source, "curated", hour), curated_partition_dir(curated_root, source, hour))
+            swap(
+                staged(source, "quarantine", hour),
+                quarantine_partition_dir(curated_root, source, hour),
+            )
+        seconds = time.perf_counter() - began
+        total = sum(result.records_read for result in results)
+        for result in results:
+            share = result.records_read / total if total else 1 / len(results)
+            result.seconds = round(seconds * share, 3)
+            hour = datetime.fromisoformat(result.hour_start)
+            write_json(reconciliation_path(curated_root, result.source, hour), asdict(result))
+        return results
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def ingest_hours(
@@ -333,162 +439,14 @@ def ingest_hours(
     hours: list[datetime],
     params: IngestParams,
 ) -> list[IngestResult]:
-    """Curate, quarantine and reconcile several landing partitions of one source in one job.
-
-    Each partition gets the outputs and reconciliation that ingesting it alone, hour by hour
-    in order, would give: duplicates are decided against earlier partitions of the batch and
-    against curated partitions before it. Nothing is published unless every partition's
-    reconciliation holds.
-
-    Args:
-        spark: Session from :func:`ingest.spark.get_spark`.
-        landing_root: Root of the landing zone (holding ``v1/``).
-        curated_root: Root of the curated tables.
-        source: Landing source.
-        hours: Starts of the partitions' hours (aware datetimes; each must exist).
-        params: The ``ingest`` section of params.yaml.
-
-    Returns:
-        One result per hour, in hour order, as written to the reconciliation JSONs.
+    """:func:`ingest_batch` of one source's partitions; one result per hour, in hour order.
 
     Raises:
-        FileNotFoundError: A landing partition does not exist.
-        ReconciliationError: A partition's records read differ from curated + quarantined +
-            duplicates; nothing of this batch is published then.
         ValueError: ``hours`` is empty or repeats an hour.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import TimestampType
-
-    began = time.perf_counter()
-    source = Source(source)
-    hours = sorted(hour.astimezone(UTC) for hour in hours)
-    if not hours or len(set(hours)) != len(hours):
+    if not hours:
         raise ValueError(f"need distinct hours to ingest, got {hours}")
-    landing_dirs = [partition_dir(landing_root, source, hour) for hour in hours]
-    for directory in landing_dirs:
-        if not directory.is_dir():
-            raise FileNotFoundError(f"no landing partition at {directory}")
-    curated_root = Path(curated_root)
-    staging = staging_dir(curated_root)
-    lines = _read_landing(spark, landing_root, source, hours)
-    annotated, fallback = classify_lines(lines, source, params.allowed_lateness)
-    annotated, fallback = annotated.cache(), fallback.cache()
-    try:
-        # One pass over the lines fills the cache and counts them; every later step reads
-        # the cache.
-        read: dict[int, int] = {}
-        unusual = 0
-        for start, count, accepted in (
-            annotated.groupBy(PARTITION_START)
-            .agg(F.count(F.lit(1)), F.count_if(F.col(ACCEPTED)))
-            .collect()
-        ):
-            read[start] = count
-            unusual += count - accepted
-        by_reason: dict[int, dict[str, int]] = {}
-        rescued = 0
-        if unusual:
-            for start, reason, count in fallback.groupBy(PARTITION_START, REASON).count().collect():
-                if reason is None:
-                    rescued += count
-                else:
-                    by_reason.setdefault(start, {})[reason] = count
-
-        columns = [f.name for f in curated_schema(source).fields]
-        timestamps = [
-            f.name for f in curated_schema(source).fields if isinstance(f.dataType, TimestampType)
-        ]
-        keep = [PARTITION_START, RAW_LINE, *columns]
-        valid = annotated.where(F.col(ACCEPTED)).withColumnRenamed("value", RAW_LINE).select(*keep)
-        if rescued:
-            valid = valid.unionByName(fallback.where(F.col(REASON).isNull()).select(*keep))
-        earlier = _earlier_curated_ids(spark, curated_root, source, hours, params.allowed_lateness)
-        kept, duplicates = _deduplicated(
-            spark, valid, earlier, lookback_hours(params.allowed_lateness)
-        )
-        # Without a shuffle, the rows of an hour stay in the Spark partition that read its
-        # file (a gzip file is never split), which writes that hour's output alone. That
-        # needs one file per landing partition, as the simulator and importers write them,
-        # and every curated row coming straight from the fast path.
-        reshuffled = (
-            rescued > 0
-            or kept is not valid
-            or any(len(_landing_files(directory)) != 1 for directory in landing_dirs)
-        )
-        for name in timestamps:
-            kept = kept.withColumn(name, F.timestamp_micros(name))
-
-        writers = min(len(hours), 4 * spark.sparkContext.defaultParallelism)
-        partition_by = ["domain"] if has_domain(source) else []
-        curated = _with_hour_columns(kept).select(*columns, "date", "hour")
-        if reshuffled:
-            # Gather each hour's rows into one writer: one file per output directory.
-            curated = curated.repartition(writers, "date", "hour")
-        curated = curated.sortWithinPartitions("date", "hour", *partition_by, "event_id")
-        write_parquet(curated, staging / "curated", ["date", "hour", *partition_by], ["event_id"])
-        if by_reason:
-            quarantine = (
-                _with_hour_columns(fallback.where(F.col(REASON).isNotNull()))
-                .select(*QUARANTINE_SCHEMA.names, "date", "hour")
-                .repartition(writers, "date", "hour")
-                .sortWithinPartitions("date", "hour", REASON, RAW_LINE)
-            )
-            write_parquet(quarantine, staging / "quarantine", ["date", "hour"])
-
-        results = []
-        for hour in hours:
-            start = _micros(hour)
-            date, hh = _hour_parts(hour)
-            staged_curated = staging / "curated" / f"date={date}" / f"hour={hh}"
-            staged_quarantine = staging / "quarantine" / f"date={date}" / f"hour={hh}"
-            staged_curated.mkdir(parents=True, exist_ok=True)
-            if not staged_quarantine.is_dir():
-                _write_empty_quarantine(staged_quarantine)
-            reasons = by_reason.get(start, {})
-            result = IngestResult(
-                source=str(source),
-                hour_start=hour.isoformat(),
-                records_read=read.get(start, 0),
-                curated=row_count(staged_curated),
-                quarantined=row_count(staged_quarantine),
-                duplicates_dropped=duplicates.get(start, 0),
-                quarantined_by_reason=dict(sorted(reasons.items())),
-            )
-            result.holds = (
-                result.records_read
-                == result.curated + result.quarantined + result.duplicates_dropped
-                and result.quarantined == sum(reasons.values())
-            )
-            if not result.holds:
-                raise ReconciliationError(
-                    f"{source} {hour:%Y-%m-%dT%H}: read {result.records_read} != curated "
-                    f"{result.curated} + quarantined {result.quarantined} + duplicates "
-                    f"{result.duplicates_dropped}; nothing published"
-                )
-            results.append(result)
-
-        for hour in hours:
-            date, hh = _hour_parts(hour)
-            swap(
-                staging / "curated" / f"date={date}" / f"hour={hh}",
-                curated_partition_dir(curated_root, source, hour),
-            )
-            swap(
-                staging / "quarantine" / f"date={date}" / f"hour={hh}",
-                quarantine_partition_dir(curated_root, source, hour),
-            )
-        seconds = time.perf_counter() - began
-        total = sum(result.records_read for result in results)
-        for hour, result in zip(hours, results, strict=True):
-            share = result.records_read / total if total else 1 / len(results)
-            result.seconds = round(seconds * share, 3)
-            write_json(reconciliation_path(curated_root, source, hour), asdict(result))
-        return results
-    finally:
-        annotated.unpersist()
-        fallback.unpersist()
-        shutil.rmtree(staging, ignore_errors=True)
+    return ingest_batch(spark, landing_root, curated_root, {source: hours}, params)
 
 
 def ingest_partition(

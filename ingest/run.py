@@ -1,7 +1,7 @@
 """Ingest a range of hours: every source's landing partitions, then the interactions.
 
 :func:`ingest_range` is what ``muma ingest --start/--end`` and the DAG call. It batches up to
-``hours_per_batch`` hours of one source into one Spark job (:func:`ingest.job.ingest_hours`),
+``hours_per_batch`` hours of every source into one Spark job (:func:`ingest.job.ingest_batch`),
 which keeps per-partition outputs, reconciliation files, staged swaps and byte-identical
 reruns while paying Spark's fixed cost per batch instead of per partition.
 """
@@ -20,14 +20,14 @@ from muma.contract import Source, partition_dir
 
 from .config import IngestParams
 from .interactions import InteractionsResult, build_interactions
-from .job import IngestResult, ingest_hours
+from .job import IngestResult, ingest_batch
 from .publish import Cleanup, remove_abandoned
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 HOURS_PER_BATCH = 24
-"""Hours of one source per Spark job: a day amortises the fixed cost and bounds the cache."""
+"""Hours per Spark job (every source): a day amortises the fixed cost of a job."""
 
 
 @dataclass
@@ -126,7 +126,7 @@ def ingest_range(
 ) -> RangeResult:
     """Ingest every (source, hour) of ``[start, end)`` in hour order, then the interactions.
 
-    Hours go in batches of ``hours_per_batch``; within a batch each source is one Spark job.
+    Hours go in batches of ``hours_per_batch``; a batch of every source is one Spark job.
     Interactions of hour H are built once the clicks and views of H .. H + ceil(window) are
     ingested, or the range ends (the last hours then see the clicks the range holds).
 
@@ -138,7 +138,7 @@ def ingest_range(
         end: End of the range (exclusive).
         params: The ``ingest`` section of params.yaml.
         sources: Sources to ingest (default: all). Interactions need impressions.
-        hours_per_batch: Hours of one source per Spark job.
+        hours_per_batch: Hours per Spark job.
         interactions: Whether to build the interactions table.
 
     Returns:
@@ -160,19 +160,18 @@ def ingest_range(
     for first in range(0, len(hours), hours_per_batch):
         batch = hours[first : first + hours_per_batch]
         began = time.perf_counter()
+        present: dict[Source, list[datetime]] = {}
         for source in order:
-            present = []
             for hour in batch:
                 if partition_dir(landing_root, source, hour).is_dir():
-                    present.append(hour)
+                    present.setdefault(source, []).append(hour)
                 else:
                     result.absent.append((str(source), hour.isoformat()))
-            if present:
-                result.partitions.extend(
-                    ingest_hours(spark, landing_root, curated_root, source, present, params)
-                )
-                if source is Source.IMPRESSIONS:
-                    pending.extend(present)
+        if present:
+            result.partitions.extend(
+                ingest_batch(spark, landing_root, curated_root, present, params)
+            )
+            pending.extend(present.get(Source.IMPRESSIONS, []))
         result.ingest_seconds += time.perf_counter() - began
         if not interactions:
             continue

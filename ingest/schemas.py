@@ -25,10 +25,7 @@ _SPARK_TYPES: dict[FieldType, DataType] = {
 }
 
 RAW_LINE, REASON, FIELD, DETAIL = "raw_line", "reason", "field", "detail"
-"""Columns the classifier adds: the line as it landed, and why (if at all) it is quarantined."""
-
-PARTITION_START = "_partition_start"
-"""Epoch microseconds of the landing partition's hour a line came from (batched runs)."""
+"""Quarantine columns: the line as it landed, and why it is quarantined."""
 
 QUARANTINE_SCHEMA = StructType(
     [
@@ -47,31 +44,6 @@ def curated_schema(source: Source) -> StructType:
         [
             StructField(field.name, _SPARK_TYPES[field.type], nullable=not field.required)
             for field in SCHEMAS[source]
-        ]
-    )
-
-
-def classified_schema(source: Source) -> StructType:
-    """Output of the line classifier: the curated columns plus the quarantine columns.
-
-    Timestamps leave the Python worker as epoch microseconds (``LongType``) and become
-    ``TimestampType`` in Spark, so no time zone is ever guessed on the Arrow boundary.
-    """
-    fields = [
-        StructField(
-            field.name,
-            LongType() if field.type is FieldType.TIMESTAMP else _SPARK_TYPES[field.type],
-            nullable=True,
-        )
-        for field in SCHEMAS[source]
-    ]
-    return StructType(
-        [
-            StructField(RAW_LINE, StringType(), nullable=False),
-            *fields,
-            StructField(REASON, StringType(), nullable=True),
-            StructField(FIELD, StringType(), nullable=True),
-            StructField(DETAIL, StringType(), nullable=True),
         ]
     )
 
