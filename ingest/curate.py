@@ -407,37 +407,49 @@ def write_quarantine(table: pa.Table, directory: Path) -> None:
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
+def _words(ids: pa.LargeBinaryArray, lengths: np.ndarray) -> np.ndarray:
+    """``ids`` as rows of little-endian 64-bit words, zero-padded (``count x words``)."""
+    count = len(ids)
+    width = max(8, -(-int(lengths.max()) // 8) * 8)
+    offsets = np.frombuffer(ids.buffers()[1], np.int64, count + 1, ids.offset * 8)
+    data = ids.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    if (lengths == width).all():
+        matrix = raw[offsets[0] : offsets[-1]].reshape(count, width)
+    else:
+        # Scatter each string's bytes into its zero-padded row.
+        matrix = np.zeros((count, width), np.uint8)
+        rows = np.repeat(np.arange(count), lengths)
+        cols = np.arange(offsets[-1] - offsets[0]) - np.repeat(offsets[:-1] - offsets[0], lengths)
+        matrix[rows, cols] = raw[offsets[0] : offsets[-1]]
+    return np.ascontiguousarray(matrix).view("<u8")
+
+
 def id_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A 64-bit hash of each string of ``ids`` (``uint64``), the same in every process.
 
     Computed over the bytes with NumPy (eight bytes at a time, multiply and xor-shift), for
     telling a batch's ids apart without moving the strings: equal hashes are candidates
-    that the job then compares exactly.
+    that the job then compares exactly. A string's hash depends on its bytes only.
     """
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
-    ids = ids.cast(pa.large_binary())
-    count = len(ids)
-    if count == 0:
+    if len(ids) == 0:
         return np.empty(0, np.uint64)
-    offsets = np.frombuffer(ids.buffers()[1], np.int64, count + 1, ids.offset * 8)
-    data = np.frombuffer(ids.buffers()[2], np.uint8) if ids.buffers()[2] else np.empty(0, np.uint8)
-    lengths = np.diff(offsets)
+    lengths = pc.binary_length(ids).to_numpy(zero_copy_only=False).astype(np.int64)
     width = max(8, -(-int(lengths.max()) // 8) * 8)
-    matrix = np.zeros((count, width), np.uint8)
-    if (lengths == lengths[0]).all():
-        matrix[:, : lengths[0]] = data[offsets[0] : offsets[-1]].reshape(count, lengths[0])
-    else:
-        rows = np.repeat(np.arange(count), lengths)
-        cols = np.arange(offsets[-1] - offsets[0]) - np.repeat(offsets[:-1] - offsets[0], lengths)
-        matrix[rows, cols] = data[offsets[0] : offsets[-1]]
-    words = matrix.view(np.uint64)
+    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+        # Right-padded with NULs to one width, the bytes reshape without a scatter (when
+        # every id is ASCII, as ids are; otherwise the padding is by characters).
+        ids = pc.utf8_rpad(ids, width=width, padding="\x00")
+    ids = ids.cast(pa.large_binary())
+    words = _words(ids, pc.binary_length(ids).to_numpy(zero_copy_only=False).astype(np.int64))
     hashes = lengths.astype(np.uint64) * _MIX
     with np.errstate(over="ignore"):
-        for column in range(words.shape[1]):
+        for column in range(width // 8):
             mixed = (hashes ^ words[:, column]) * _MIX
             mixed ^= mixed >> np.uint64(29)
-            # Only a string's own words count: the hash must not depend on the batch's width.
+            # Only a string's own words count: the hash must not depend on other strings.
             hashes = np.where(lengths > 8 * column, mixed, hashes)
     return hashes
 
@@ -539,36 +551,49 @@ def balanced_slots(tasks: list[PartitionTask], slots: int) -> list[list[int]]:
 OUTCOME_SCHEMA = "task int, outcome string, id_hashes binary"
 
 
+def run_slot(
+    tasks: list[PartitionTask], indices: list[int], lateness: timedelta
+) -> list[tuple[int, str, bytes]]:
+    """Run :func:`curate_partition` for ``tasks[i]`` of each index, in order.
+
+    Returns:
+        Per task: its index, its :class:`PartitionOutcome` as JSON, its sorted id hashes as
+        bytes.
+    """
+    reports = []
+    for index in indices:
+        task = tasks[index]
+        outcome = curate_partition(
+            task.source,
+            task.start_micros,
+            list(task.files),
+            Path(task.curated_dir),
+            Path(task.quarantine_dir),
+            lateness,
+        )
+        reports.append((index, outcome.to_json(), outcome.id_hashes.tobytes()))
+    return reports
+
+
 def slot_runner(
     tasks: list[PartitionTask], slots: list[list[int]], lateness: timedelta
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """A ``mapInArrow`` function over ``spark.range(len(slots))``: row ``n`` runs slot ``n``.
 
-    Each task of the slot is :func:`curate_partition`; one output row per task (its index,
-    its :class:`PartitionOutcome` as JSON, its sorted id hashes as bytes).
+    For Spark Connect sessions, which have no RDDs; one output row per task
+    (:func:`run_slot`).
     """
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for slot in batch.column(0).to_pylist():
-                indices, outcomes, hashes = [], [], []
-                for index in slots[slot]:
-                    task = tasks[index]
-                    outcome = curate_partition(
-                        task.source,
-                        task.start_micros,
-                        list(task.files),
-                        Path(task.curated_dir),
-                        Path(task.quarantine_dir),
-                        lateness,
-                    )
-                    indices.append(index)
-                    outcomes.append(outcome.to_json())
-                    hashes.append(outcome.id_hashes.tobytes())
+                indices, outcomes, hashes = zip(
+                    *run_slot(tasks, slots[slot], lateness), strict=True
+                )
                 yield pa.RecordBatch.from_pydict(
                     {
                         "task": pa.array(indices, pa.int32()),
-                        "outcome": outcomes,
+                        "outcome": list(outcomes),
                         "id_hashes": pa.array(hashes, pa.binary()),
                     }
                 )

@@ -47,6 +47,7 @@ from .curate import (
     PartitionTask,
     balanced_slots,
     id_hashes,
+    run_slot,
     slot_runner,
     write_curated_file,
 )
@@ -292,6 +293,196 @@ def _slots(spark: SparkSession) -> int:
         return max(1, int(spark.conf.get("spark.default.parallelism", "2")))
 
 
+@dataclass
+class StagedBatch:
+    """A batch whose tasks have run: outputs staged, not yet deduplicated across or published.
+
+    Attributes:
+        partitions: Hours per source, in contract order.
+        staging: The batch's staging directory.
+        outcomes: What each task reported, by (source, hour).
+        began: ``time.perf_counter()`` when staging began.
+    """
+
+    partitions: dict[Source, list[datetime]]
+    staging: Path
+    outcomes: dict[tuple[Source, datetime], PartitionOutcome]
+    began: float
+
+    def staged(self, source: Source, table: str, hour: datetime) -> Path:
+        date, hh = _hour_parts(hour)
+        return self.staging / str(source) / table / f"date={date}" / f"hour={hh}"
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def stage_batch(
+    spark: SparkSession,
+    landing_root: Path,
+    curated_root: Path,
+    partitions: dict[Source | str, list[datetime]],
+    params: IngestParams,
+) -> StagedBatch:
+    """Run a batch's Spark job: every partition curated and quarantined into staging.
+
+    The partitions are spread over as many Spark tasks as there are cores, balanced by size;
+    each task curates its partitions one by one (:func:`ingest.curate.curate_partition`).
+    Nothing outside the staging directory is touched, so batches may be staged while an
+    earlier one is published (:func:`ingest.run.ingest_range` does).
+
+    Raises:
+        FileNotFoundError: A landing partition does not exist.
+        ReconciliationError: A task's report is missing.
+        ValueError: No hours, or a source's hours repeat.
+    """
+    began = time.perf_counter()
+    wanted = {
+        Source(source): sorted(h.astimezone(UTC) for h in hours)
+        for source, hours in partitions.items()
+    }
+    batch = {source: wanted[source] for source in Source if wanted.get(source)}
+    if not batch:
+        raise ValueError(f"need hours to ingest, got {partitions}")
+    for source, hours in batch.items():
+        if len(set(hours)) != len(hours):
+            raise ValueError(f"need distinct hours to ingest, got {hours} for {source}")
+        for hour in hours:
+            directory = partition_dir(landing_root, source, hour)
+            if not directory.is_dir():
+                raise FileNotFoundError(f"no landing partition at {directory}")
+    staged = StagedBatch(batch, staging_dir(Path(curated_root)), {}, began)
+    keys = [(source, hour) for source, hours in batch.items() for hour in hours]
+    tasks = [
+        PartitionTask(
+            source=source,
+            start_micros=_micros(hour),
+            files=tuple(
+                sorted(
+                    str(path) for path in _landing_files(partition_dir(landing_root, source, hour))
+                )
+            ),
+            curated_dir=str(staged.staged(source, "curated", hour)),
+            quarantine_dir=str(staged.staged(source, "quarantine", hour)),
+        )
+        for source, hour in keys
+    ]
+    try:
+        slots = balanced_slots(tasks, _slots(spark))
+        lateness = params.allowed_lateness
+        try:
+            context = spark.sparkContext
+        except Exception:  # Spark Connect: no RDDs, the same slots through mapInArrow
+            context = None
+        if context is not None:
+            # A plain RDD job: no SQL planning or code generation for two rows.
+            reports = (
+                context.parallelize(range(len(slots)), len(slots))
+                .flatMap(lambda slot: run_slot(tasks, slots[slot], lateness))
+                .collect()
+            )
+        else:
+            runner = slot_runner(tasks, slots, lateness)
+            frame = spark.range(0, len(slots), 1, len(slots)).mapInArrow(runner, OUTCOME_SCHEMA)
+            reports = [tuple(row) for row in frame.collect()]
+        for index, report, hashes in reports:
+            outcome = PartitionOutcome(**json.loads(report))
+            outcome.id_hashes = np.frombuffer(hashes, np.uint64)
+            staged.outcomes[keys[index]] = outcome
+        if len(staged.outcomes) != len(keys):
+            raise ReconciliationError(
+                f"tasks reported {len(staged.outcomes)} of {len(keys)} partitions; "
+                "nothing published"
+            )
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def publish_batch(
+    staged: StagedBatch, curated_root: Path, params: IngestParams
+) -> list[IngestResult]:
+    """Settle ids repeated across partitions, reconcile, and publish a staged batch.
+
+    Ids repeated across the batch's partitions, or against curated hours before it, are
+    dropped from all but the first copy's partition. Each partition gets the outputs and
+    reconciliation that ingesting it alone, hour by hour in order, would give. Nothing is
+    published unless every partition's reconciliation holds; the staging directory is gone
+    afterwards either way.
+
+    Returns:
+        One result per partition, by source (contract order) then hour, as written to the
+        reconciliation JSONs.
+
+    Raises:
+        ReconciliationError: A partition's records read differ from curated + quarantined +
+            duplicates; nothing of this batch is published then.
+    """
+    curated_root = Path(curated_root)
+    outcomes = staged.outcomes
+    try:
+        results = []
+        for source, hours in staged.partitions.items():
+            staged_ids = {
+                _micros(hour): (
+                    staged.staged(source, "curated", hour),
+                    outcomes[source, hour].id_hashes,
+                )
+                for hour in hours
+            }
+            dropped = _cross_partition_duplicates(staged_ids, curated_root, source, hours, params)
+            for start, event_ids in dropped.items():
+                hour = _EPOCH + timedelta(microseconds=start)
+                _drop_ids(staged.staged(source, "curated", hour), event_ids)
+            for hour in hours:
+                outcome = outcomes[source, hour]
+                reasons = outcome.quarantined_by_reason
+                result = IngestResult(
+                    source=str(source),
+                    hour_start=hour.isoformat(),
+                    records_read=outcome.records_read,
+                    curated=row_count(staged.staged(source, "curated", hour)),
+                    quarantined=row_count(staged.staged(source, "quarantine", hour)),
+                    duplicates_dropped=outcome.duplicates_dropped
+                    + len(dropped.get(_micros(hour), ())),
+                    quarantined_by_reason=dict(sorted(reasons.items())),
+                )
+                result.holds = (
+                    result.records_read
+                    == result.curated + result.quarantined + result.duplicates_dropped
+                    and result.quarantined == sum(reasons.values())
+                )
+                if not result.holds:
+                    raise ReconciliationError(
+                        f"{source} {hour:%Y-%m-%dT%H}: read {result.records_read} != curated "
+                        f"{result.curated} + quarantined {result.quarantined} + duplicates "
+                        f"{result.duplicates_dropped}; nothing published"
+                    )
+                results.append(result)
+
+        for source, hours in staged.partitions.items():
+            for hour in hours:
+                swap(
+                    staged.staged(source, "curated", hour),
+                    curated_partition_dir(curated_root, source, hour),
+                )
+                swap(
+                    staged.staged(source, "quarantine", hour),
+                    quarantine_partition_dir(curated_root, source, hour),
+                )
+        seconds = time.perf_counter() - staged.began
+        total = sum(result.records_read for result in results)
+        for result in results:
+            share = result.records_read / total if total else 1 / len(results)
+            result.seconds = round(seconds * share, 3)
+            hour = datetime.fromisoformat(result.hour_start)
+            write_json(reconciliation_path(curated_root, result.source, hour), asdict(result))
+        return results
+    finally:
+        staged.discard()
+
+
 def ingest_batch(
     spark: SparkSession,
     landing_root: Path,
@@ -301,12 +492,7 @@ def ingest_batch(
 ) -> list[IngestResult]:
     """Curate, quarantine and reconcile landing partitions of several sources in one Spark job.
 
-    The partitions are spread over as many Spark tasks as there are cores, balanced by size;
-    each task curates its partitions one by one (:func:`ingest.curate.curate_partition`)
-    into a staging directory. Then ids repeated across partitions, or against curated hours
-    before the batch, are settled. Each partition gets the outputs and reconciliation that
-    ingesting it alone, hour by hour in order, would give. Nothing is published unless every
-    partition's reconciliation holds.
+    :func:`stage_batch` then :func:`publish_batch`.
 
     Args:
         spark: Session from :func:`ingest.spark.get_spark`.
@@ -325,110 +511,8 @@ def ingest_batch(
             duplicates; nothing of this batch is published then.
         ValueError: No hours, or a source's hours repeat.
     """
-    began = time.perf_counter()
-    wanted = {
-        Source(source): sorted(h.astimezone(UTC) for h in hours)
-        for source, hours in partitions.items()
-    }
-    batch = {source: wanted[source] for source in Source if wanted.get(source)}
-    if not batch:
-        raise ValueError(f"need hours to ingest, got {partitions}")
-    for source, hours in batch.items():
-        if len(set(hours)) != len(hours):
-            raise ValueError(f"need distinct hours to ingest, got {hours} for {source}")
-        for hour in hours:
-            directory = partition_dir(landing_root, source, hour)
-            if not directory.is_dir():
-                raise FileNotFoundError(f"no landing partition at {directory}")
-    curated_root = Path(curated_root)
-    staging = staging_dir(curated_root)
-
-    def staged(source: Source, table: str, hour: datetime) -> Path:
-        date, hh = _hour_parts(hour)
-        return staging / str(source) / table / f"date={date}" / f"hour={hh}"
-
-    keys = [(source, hour) for source, hours in batch.items() for hour in hours]
-    tasks = [
-        PartitionTask(
-            source=source,
-            start_micros=_micros(hour),
-            files=tuple(
-                sorted(
-                    str(path) for path in _landing_files(partition_dir(landing_root, source, hour))
-                )
-            ),
-            curated_dir=str(staged(source, "curated", hour)),
-            quarantine_dir=str(staged(source, "quarantine", hour)),
-        )
-        for source, hour in keys
-    ]
-    try:
-        slots = balanced_slots(tasks, _slots(spark))
-        runner = slot_runner(tasks, slots, params.allowed_lateness)
-        outcomes: dict[tuple[Source, datetime], PartitionOutcome] = {}
-        for row in (
-            spark.range(0, len(slots), 1, len(slots)).mapInArrow(runner, OUTCOME_SCHEMA).collect()
-        ):
-            outcome = PartitionOutcome(**json.loads(row[1]))
-            outcome.id_hashes = np.frombuffer(row[2], np.uint64)
-            outcomes[keys[row[0]]] = outcome
-        if sorted(outcomes, key=keys.index) != keys:
-            raise ReconciliationError(
-                f"tasks reported {len(outcomes)} of {len(keys)} partitions; nothing published"
-            )
-
-        results = []
-        for source, hours in batch.items():
-            staged_ids = {
-                _micros(hour): (staged(source, "curated", hour), outcomes[source, hour].id_hashes)
-                for hour in hours
-            }
-            dropped = _cross_partition_duplicates(staged_ids, curated_root, source, hours, params)
-            for start, event_ids in dropped.items():
-                hour = _EPOCH + timedelta(microseconds=start)
-                _drop_ids(staged(source, "curated", hour), event_ids)
-            for hour in hours:
-                outcome = outcomes[source, hour]
-                reasons = outcome.quarantined_by_reason
-                result = IngestResult(
-                    source=str(source),
-                    hour_start=hour.isoformat(),
-                    records_read=outcome.records_read,
-                    curated=row_count(staged(source, "curated", hour)),
-                    quarantined=row_count(staged(source, "quarantine", hour)),
-                    duplicates_dropped=outcome.duplicates_dropped
-                    + len(dropped.get(_micros(hour), ())),
-                    quarantined_by_reason=dict(sorted(reasons.items())),
-                )
-                result.holds = (
-                    result.records_read
-                    == result.curated + result.quarantined + result.duplicates_dropped
-                    and result.quarantined == sum(reasons.values())
-                )
-                if not result.holds:
-                    raise ReconciliationError(
-                        f"{source} {hour:%Y-%m-%dT%H}: read {result.records_read} != curated "
-                        f"{result.curated} + quarantined {result.quarantined} + duplicates "
-                        f"{result.duplicates_dropped}; nothing published"
-                    )
-                results.append(result)
-
-        for source, hour in keys:
-            swap(staged(source, "curated", hour), curated_partition_dir(curated_root, source, hour))
-            swap(
-                staged(source, "quarantine", hour),
-                quarantine_partition_dir(curated_root, source, hour),
-            )
-        seconds = time.perf_counter() - began
-        total = sum(result.records_read for result in results)
-        for result in results:
-            share = result.records_read / total if total else 1 / len(results)
-            result.seconds = round(seconds * share, 3)
-            hour = datetime.fromisoformat(result.hour_start)
-            write_json(reconciliation_path(curated_root, result.source, hour), asdict(result))
-        return results
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    staged = stage_batch(spark, landing_root, curated_root, partitions, params)
+    return publish_batch(staged, curated_root, params)
 
 
 def ingest_hours(

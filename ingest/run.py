@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +21,14 @@ from muma.contract import Source, partition_dir
 
 from .config import IngestParams
 from .interactions import InteractionsResult, build_interactions
-from .job import IngestResult, ingest_batch
+from .job import IngestResult, StagedBatch, publish_batch, stage_batch
 from .publish import Cleanup, remove_abandoned
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+BATCHES_AHEAD = 2
+"""Batches whose Spark jobs may be queued or running while the driver publishes another."""
 HOURS_PER_BATCH = 24
 """Hours per Spark job (every source): a day amortises the fixed cost of a job."""
 
@@ -126,7 +129,9 @@ def ingest_range(
 ) -> RangeResult:
     """Ingest every (source, hour) of ``[start, end)`` in hour order, then the interactions.
 
-    Hours go in batches of ``hours_per_batch``; a batch of every source is one Spark job.
+    Hours go in batches of ``hours_per_batch``; a batch of every source is one Spark job
+    (:func:`ingest.job.stage_batch`). Up to :data:`BATCHES_AHEAD` later batches are staged
+    while one is published (:func:`ingest.job.publish_batch`), in hour order.
     Interactions of hour H are built once the clicks and views of H .. H + ceil(window) are
     ingested, or the range ends (the last hours then see the clicks the range holds).
 
@@ -156,10 +161,9 @@ def ingest_range(
     order = [source for source in Source if source in chosen]
     result = RangeResult(cleanup=remove_abandoned(curated_root))
     span = math.ceil(params.attribution_window / timedelta(hours=1))
-    pending: list[datetime] = []
+    plan: list[tuple[list[datetime], dict[Source, list[datetime]]]] = []
     for first in range(0, len(hours), hours_per_batch):
         batch = hours[first : first + hours_per_batch]
-        began = time.perf_counter()
         present: dict[Source, list[datetime]] = {}
         for source in order:
             for hour in batch:
@@ -167,21 +171,56 @@ def ingest_range(
                     present.setdefault(source, []).append(hour)
                 else:
                     result.absent.append((str(source), hour.isoformat()))
-        if present:
-            result.partitions.extend(
-                ingest_batch(spark, landing_root, curated_root, present, params)
-            )
-            pending.extend(present.get(Source.IMPRESSIONS, []))
-        result.ingest_seconds += time.perf_counter() - began
-        if not interactions:
-            continue
-        ingested_until = batch[-1] + timedelta(hours=1)
-        is_last = first + hours_per_batch >= len(hours)
-        ready = [h for h in pending if is_last or h + timedelta(hours=span + 1) <= ingested_until]
-        began = time.perf_counter()
-        for hour in ready:
-            result.interactions.append(build_interactions(spark, curated_root, hour, params))
-        pending = [h for h in pending if h not in ready]
-        result.interactions_seconds += time.perf_counter() - began
+        plan.append((batch, present))
+
+    began = time.perf_counter()
+    pending: list[datetime] = []
+    in_flight: deque[Future[StagedBatch] | None] = deque()
+    with ThreadPoolExecutor(max_workers=BATCHES_AHEAD, thread_name_prefix="ingest") as pool:
+        planned = iter(plan)
+
+        def stage_ahead() -> None:
+            # Later batches' Spark jobs run while this one is published, and their tasks
+            # take the cores an ending job frees: no core waits for the driver.
+            while len(in_flight) < BATCHES_AHEAD:
+                upcoming = next(planned, None)
+                if upcoming is None:
+                    return
+                present = upcoming[1]
+                in_flight.append(
+                    pool.submit(stage_batch, spark, landing_root, curated_root, present, params)
+                    if present
+                    else None
+                )
+
+        try:
+            stage_ahead()
+            for number, (batch, present) in enumerate(plan):
+                future = in_flight.popleft()
+                staged = future.result() if future is not None else None
+                stage_ahead()
+                if staged is not None:
+                    result.partitions.extend(publish_batch(staged, curated_root, params))
+                    pending.extend(present.get(Source.IMPRESSIONS, []))
+                if not interactions:
+                    continue
+                ingested_until = batch[-1] + timedelta(hours=1)
+                is_last = number == len(plan) - 1
+                ready = [
+                    h for h in pending if is_last or h + timedelta(hours=span + 1) <= ingested_until
+                ]
+                built = time.perf_counter()
+                for hour in ready:
+                    result.interactions.append(
+                        build_interactions(spark, curated_root, hour, params)
+                    )
+                pending = [h for h in pending if h not in ready]
+                result.interactions_seconds += time.perf_counter() - built
+        except BaseException:
+            for future in in_flight:
+                if future is not None and future.exception() is None:
+                    future.result().discard()
+            raise
+    result.ingest_seconds = time.perf_counter() - began - result.interactions_seconds
     result.partitions.sort(key=lambda r: (r.hour_start, list(Source).index(Source(r.source))))
     return result

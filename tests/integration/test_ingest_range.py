@@ -151,3 +151,35 @@ def test_clean_batch_is_written_without_a_shuffle_and_equals_hour_by_hour(
     assert snapshot(together) == snapshot(alone)
     ingest_range(spark, landing, together, START, END, PARAMS, sources=SOURCES, interactions=False)
     assert snapshot(together) == snapshot(alone)
+
+
+def test_a_failing_batch_publishes_neither_itself_nor_the_batches_staged_after_it(
+    spark, landing: Path, hourly: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Batches are staged ahead while one is published: a failure leaves no staged batch."""
+    import ingest.job as job
+
+    calls = {"n": 0}
+    real_row_count = job.row_count
+
+    def failing_second_batch(directory: Path) -> int:
+        # The first batch is one hour of three sources: two counts per partition.
+        calls["n"] += 1
+        return real_row_count(directory) if calls["n"] <= 2 * len(SOURCES) else -1
+
+    monkeypatch.setattr(job, "row_count", failing_second_batch)
+    curated = tmp_path / "curated"
+    with pytest.raises(job.ReconciliationError, match="nothing published"):
+        ingest_range(
+            spark, landing, curated, START, END, PARAMS, sources=SOURCES, hours_per_batch=1
+        )
+    hours = {
+        part
+        for path in curated.rglob("*.parquet")
+        for part in path.relative_to(curated).parts
+        if part.startswith("hour=")
+    }
+    assert hours == {f"hour={START:%H}"}
+    assert not list((curated / "_staging").iterdir())
+    first_hour = {k: v for k, v in snapshot(hourly).items() if f"hour={START:%H}" in k.split("/")}
+    assert snapshot(curated) == first_hour

@@ -36,7 +36,7 @@ def test_lines_end_at_newline_only_and_blank_means_spaces():
 
 
 def test_id_hashes_do_not_depend_on_the_other_ids():
-    ids = ["e1", "late-within-window", "e22", "a" * 17, "a" * 16]
+    ids = ["e1", "late-within-window", "e22", "a" * 17, "a" * 16, "é1", "ü" * 9]
     together = id_hashes(pa.array(ids))
     alone = [int(id_hashes(pa.array([i]))[0]) for i in ids]
     assert together.tolist() == alone
