@@ -183,3 +183,38 @@ def test_a_failing_batch_publishes_neither_itself_nor_the_batches_staged_after_i
     assert not list((curated / "_staging").iterdir())
     first_hour = {k: v for k, v in snapshot(hourly).items() if f"hour={START:%H}" in k.split("/")}
     assert snapshot(curated) == first_hour
+
+
+def test_the_spark_connect_dispatch_reports_what_the_rdd_dispatch_does(
+    spark, landing: Path, tmp_path: Path
+):
+    """Spark Connect has no RDDs: the same slots run through ``mapInArrow`` give the same."""
+    from ingest.curate import OUTCOME_SCHEMA, PartitionTask, run_slot, slot_runner
+
+    def tasks(root: Path) -> list[PartitionTask]:
+        return [
+            PartitionTask(
+                source=source,
+                start_micros=(START - datetime(1970, 1, 1, tzinfo=UTC))
+                // timedelta(microseconds=1),
+                files=tuple(
+                    str(p) for p in sorted(partition_dir(landing, source, START).iterdir())
+                ),
+                curated_dir=str(root / str(source) / "curated"),
+                quarantine_dir=str(root / str(source) / "quarantine"),
+            )
+            for source in SOURCES
+        ]
+
+    slots = [[0, 2], [1]]
+    lateness = PARAMS.allowed_lateness
+    frame = spark.range(0, 2, 1, 2).mapInArrow(
+        slot_runner(tasks(tmp_path / "arrow"), slots, lateness), OUTCOME_SCHEMA
+    )
+    through_arrow = sorted(tuple(row) for row in frame.collect())
+    direct = sorted(
+        report for slot in slots for report in run_slot(tasks(tmp_path / "direct"), slot, lateness)
+    )
+    assert [(i, o) for i, o, _ in through_arrow] == [(i, o) for i, o, _ in direct]
+    assert [bytes(h) for _, _, h in through_arrow] == [h for _, _, h in direct]
+    assert snapshot(tmp_path / "arrow") == snapshot(tmp_path / "direct")
