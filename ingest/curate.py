@@ -31,8 +31,8 @@ byte-identical files.
 
 from __future__ import annotations
 
-import gzip
 import json
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -153,9 +153,24 @@ def read_partition(files: list[str]) -> Lines:
     for path in sorted(files):
         data = Path(path).read_bytes()
         if path.endswith(".gz"):
-            data = gzip.decompress(data)
+            try:
+                data = _gunzip(data)
+            except (zlib.error, EOFError) as error:
+                raise ValueError(f"{path} is not a readable gzip file: {error}") from error
         chunks.append(data if not data or data.endswith(b"\n") else data + b"\n")
     return split_lines(b"".join(chunks))
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Every member of a gzip file, as ``gzip.decompress`` reads it, with zlib's own CRC."""
+    parts = []
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        parts.append(inflater.decompress(data))
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = inflater.unused_data.lstrip(b"\x00")
+    return b"".join(parts)
 
 
 def _parse(buffer: bytes, source: Source, expected_rows: int) -> pa.Table | None:
@@ -265,6 +280,8 @@ def _vectorised(
         if table is None:
             return np.arange(0), {}
     columns, accepted = _accepted(table, source, start_micros, lateness_micros)
+    if accepted.all():
+        return indices, columns
     keep = pa.array(np.flatnonzero(accepted))
     return indices[accepted], {name: column.take(keep) for name, column in columns.items()}
 
@@ -352,18 +369,24 @@ def _micros_type(spec: Field) -> pa.DataType:
     return pa.int64() if spec.type is FieldType.TIMESTAMP else _READ_TYPES[spec.type]
 
 
-def first_copies(classified: Classified) -> tuple[pa.Table, int]:
-    """Curated candidates with one row per ``event_id`` (the smallest raw line), rows dropped."""
+def first_copies(classified: Classified) -> tuple[pa.Table, int, np.ndarray]:
+    """Curated candidates with one row per ``event_id`` (the smallest raw line).
+
+    Returns:
+        The kept rows, how many were dropped, and the sorted :func:`id_hashes` of the kept
+        ids (distinct hashes prove distinct ids; only equal hashes are compared exactly).
+    """
     curated = classified.curated
-    if pc.count_distinct(curated.column("event_id")).as_py() == curated.num_rows:
-        return curated, 0
+    hashes = np.sort(id_hashes(curated.column("event_id")))
+    if not (hashes[1:] == hashes[:-1]).any():
+        return curated, 0, hashes
     keys = pa.table({"event_id": curated.column("event_id"), "raw": classified.raw_lines()})
     order = pc.sort_indices(keys, sort_keys=[("event_id", "ascending"), ("raw", "ascending")])
     ids = keys.column("event_id").take(order).to_numpy(zero_copy_only=False)
     first = np.ones(len(ids), bool)
     first[1:] = ids[1:] != ids[:-1]
     kept = curated.take(pa.array(np.sort(order.to_numpy()[first])))
-    return kept, curated.num_rows - kept.num_rows
+    return kept, curated.num_rows - kept.num_rows, np.sort(id_hashes(kept.column("event_id")))
 
 
 def curated_table(curated: pa.Table, source: Source) -> pa.Table:
@@ -501,7 +524,7 @@ def curate_partition(
     """
     lines = read_partition(files)
     classified = classify_partition(lines, source, start_micros, lateness)
-    kept, repeated = first_copies(classified)
+    kept, repeated, hashes = first_copies(classified)
     table = curated_table(kept, source)
     write_curated(table, curated_dir, source)
     write_quarantine(classified.quarantine, quarantine_dir)
@@ -513,7 +536,7 @@ def curate_partition(
         duplicates_dropped=repeated,
         quarantined_by_reason=dict(sorted(reasons.items())),
         vectorised=classified.vectorised,
-        id_hashes=np.sort(id_hashes(table.column("event_id"))),
+        id_hashes=hashes,
     )
 
 

@@ -77,6 +77,24 @@ def test_a_repeated_id_keeps_its_smallest_raw_line(order: int):
     lines = [base.replace("POS", "2"), base.replace("POS", "1"), base.replace("POS", "3")]
     data = "".join(line + "\n" for line in lines[::order]).encode()
     classified = classify_partition(split_lines(data), Source.IMPRESSIONS, START, timedelta(0))
-    kept, dropped = first_copies(classified)
+    kept, dropped, hashes = first_copies(classified)
     assert dropped == 2
     assert kept.column("position").to_pylist() == [1]
+    assert hashes.tolist() == id_hashes(pa.array(["e1"])).tolist()
+
+
+def test_every_gzip_member_is_read_and_a_broken_file_is_named(tmp_path: Path):
+    import gzip
+
+    from ingest.curate import read_partition
+
+    whole = tmp_path / "part-00000.jsonl.gz"
+    whole.write_bytes(gzip.compress(b"{}\n") + gzip.compress(b"[]"))
+    plain = tmp_path / "part-00001.jsonl"
+    plain.write_bytes(b"{ }")
+    lines = read_partition([str(plain), str(whole)])
+    assert [lines.line(i) for i in range(len(lines))] == [b"{}", b"[]", b"{ }"]
+    broken = tmp_path / "part-00002.jsonl.gz"
+    broken.write_bytes(gzip.compress(b"{}\n" * 100)[:-12])
+    with pytest.raises(ValueError, match=r"part-00002\.jsonl\.gz is not a readable gzip file"):
+        read_partition([str(broken)])
