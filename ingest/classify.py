@@ -5,7 +5,7 @@ The contract is :func:`muma.contract.check_line` plus :func:`muma.contract.laten
 Running it per line costs tens of microseconds, so ingest (:mod:`ingest.curate`) proves most
 lines valid with Arrow's vectorised kernels and sends only the rest here.
 
-:func:`fast_path_pattern` is a strict, anchored regular expression built from
+:func:`shape_pattern` is a strict, anchored regular expression built from
 :data:`muma.contract.SCHEMAS` that admits a subset of JSON with one reading only -- the
 source's keys in writer order, no other or repeated keys, no whitespace, strings of printable
 ASCII without escapes, integers without a fraction or exponent,
@@ -51,8 +51,8 @@ _VALUE_PATTERNS = {
 }
 
 
-def fast_path_pattern(source: Source) -> str:
-    """Java regular expression of the lines the fast path may accept for ``source``.
+def shape_pattern(source: Source) -> str:
+    """Regular expression (Java and RE2 alike) of the lines with one reading for ``source``.
 
     Keys come in :data:`muma.contract.SCHEMAS` order; an optional key is absent, ``null`` or
     a value. ``\\A``/``\\z`` anchor the whole line (``$`` would allow a trailing newline).

@@ -1,9 +1,9 @@
 """Curate one landing partition inside a Spark task, with Arrow's vectorised kernels.
 
-Spark schedules one task per landing partition (``ingest.job.ingest_hours``); the task reads
-the partition's gzip files itself and does the per-line work in Arrow's C++ kernels, which
-cost a few microseconds a line where Spark's JSON reader, row-by-row expressions and
-Parquet writer cost about thirty (``docs/ingest.md``, "Where the time goes").
+Spark spreads a batch's landing partitions over a few tasks (``ingest.job.stage_batch``); a
+task reads each partition's gzip files itself and does the per-line work in Arrow's C++
+kernels, about five microseconds of CPU a line where Spark's JSON reader, row-by-row
+expressions and Parquet writer cost about thirty (``docs/ingest.md``, "What changed").
 
 A line goes one of two ways, and the contract decides every line that is not plainly valid:
 
@@ -13,7 +13,7 @@ A line goes one of two ways, and the contract decides every line that is not pla
   strict grammar ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM)`` and lateness. Arrow's reader is
   stricter than the contract (``1.0`` in an int column, a number in a string column, a
   repeated key are errors); where it fails on a partition, a strict anchored regular
-  expression (:func:`ingest.classify.fast_path_pattern`, run by RE2) picks the lines whose
+  expression (:func:`ingest.classify.shape_pattern`, run by RE2) picks the lines whose
   shape has one reading, and only those are parsed by Arrow.
 * **Contract path.** Every line the vectorised path does not accept (whatever its problem,
   or merely an unusual shape) goes through :func:`ingest.classify.classify_line`, the
@@ -52,7 +52,7 @@ from .classify import (
     ALLOWED_SKEW,
     TIMESTAMP_PATTERN,
     classify_line,
-    fast_path_pattern,
+    shape_pattern,
     to_column_value,
 )
 from .schemas import DETAIL, FIELD, RAW_LINE, REASON, has_domain
@@ -70,7 +70,7 @@ _READ_TYPES = {
 }
 _CURATED_TYPES = {**_READ_TYPES, FieldType.TIMESTAMP: TIMESTAMP_TYPE}
 _TIMESTAMP_VALUE = "^" + TIMESTAMP_PATTERN[1:-1] + "$"
-"""The fast path's timestamp grammar without the quotes, anchored (RE2)."""
+"""The strict timestamp grammar without the quotes, anchored (RE2)."""
 QUARANTINE_ARROW_SCHEMA = pa.schema(
     [
         pa.field(RAW_LINE, pa.string(), nullable=False),
@@ -270,7 +270,7 @@ def _vectorised(
         indices = np.arange(len(lines))
     else:
         array = lines.array()
-        shaped = pc.match_substring_regex(array, fast_path_pattern(source).replace(r"\z", r"\n\z"))
+        shaped = pc.match_substring_regex(array, shape_pattern(source).replace(r"\z", r"\n\z"))
         indices = np.flatnonzero(shaped.to_numpy(zero_copy_only=False))
         if not len(indices):
             return indices, {}
