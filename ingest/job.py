@@ -17,9 +17,9 @@ the reconciliation holds, so a killed or failed run leaves the previous output i
 Files get deterministic names and rows a deterministic order: a rerun on the same landing
 partition writes byte-identical Parquet.
 
-Cost (``docs/ingest.md``): a batch is one Spark job of as many tasks as cores, each curating
-whole partitions with Arrow (:mod:`ingest.curate`); repeated ids are found from 64-bit
-hashes the tasks return, so no id string is shuffled unless two hashes meet.
+Cost (``docs/ingest.md``): a batch is one Spark job of a few tasks (the default
+parallelism), each curating whole partitions with Arrow (:mod:`ingest.curate`); repeated ids
+are found from 64-bit hashes the tasks return, so no id string moves unless two hashes meet.
 """
 
 from __future__ import annotations
@@ -286,7 +286,11 @@ def _drop_ids(directory: Path, event_ids: set[str]) -> None:
 
 
 def _slots(spark: SparkSession) -> int:
-    """Tasks to spread a batch over: the cores Spark runs tasks on (classic sessions)."""
+    """Tasks to spread a batch over: Spark's default parallelism.
+
+    On a local master :func:`ingest.spark.get_spark` sets it to two per core, so a core that
+    finishes its task early takes another; on a cluster it is the executors' cores.
+    """
     try:
         return max(1, spark.sparkContext.defaultParallelism)
     except Exception:  # Spark Connect has no SparkContext: its default parallelism
@@ -326,7 +330,7 @@ def stage_batch(
 ) -> StagedBatch:
     """Run a batch's Spark job: every partition curated and quarantined into staging.
 
-    The partitions are spread over as many Spark tasks as there are cores, balanced by size;
+    The partitions are spread over Spark's default parallelism in tasks, balanced by size;
     each task curates its partitions one by one (:func:`ingest.curate.curate_partition`).
     Nothing outside the staging directory is touched, so batches may be staged while an
     earlier one is published (:func:`ingest.run.ingest_range` does).
