@@ -42,19 +42,11 @@ def get_spark(
         master = settings_or_master.spark_master
     if master.startswith("sc://"):
         return SparkSession.builder.remote(master).appName(app_name).getOrCreate()
-    builder: SparkSession.Builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        # Ingest caches a batch's classified lines for one job only; compressing the cache
-        # costs about as much CPU as classifying the lines, and reading it back is slower.
-        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
-    )
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        # Started by spark-submit (ingest/submit.py) or by the caller: its master stands.
+        return active
+    builder = configured(SparkSession.builder.master(master).appName(app_name))
     if driver_memory is not None:
         builder = builder.config("spark.driver.memory", driver_memory)
     if master.startswith("local"):
@@ -64,3 +56,21 @@ def get_spark(
             "spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS)
         ).config("spark.default.parallelism", str(LOCAL_SHUFFLE_PARTITIONS))
     return builder.getOrCreate()
+
+
+def configured(builder: SparkSession.Builder) -> SparkSession.Builder:
+    """``builder`` with the settings every MUMA session has, whatever its master.
+
+    UTC session time, microsecond Parquet timestamps, Arrow transfers, no ``_SUCCESS`` files,
+    no web UI or console progress, and an uncompressed in-memory cache (compressing it costs
+    about as much CPU as the work that fills it).
+    """
+    return (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
+    )

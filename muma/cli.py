@@ -458,7 +458,8 @@ def ingest(
     """Curate landing partitions with Spark: quarantine, dedup, reconcile, build interactions.
 
     Without --date or --start/--end, every partition found in the landing zone is ingested.
-    Runs on MUMA_SPARK_MASTER (default local[*]).
+    Runs on MUMA_SPARK_MASTER (default local[*]); under spark-submit (ingest/submit.py), on
+    spark-submit's master.
     """
     from ingest.config import IngestParams
     from ingest.job import ReconciliationError
@@ -481,11 +482,12 @@ def ingest(
     found = sorted({h for s in sources or Source for h in partition_hours(version_root, s)})
     window = _hour_window(date, hour, start, end, found)
     curated_root = settings.data_root / params.curated_dir
+    spark = get_spark(settings)
+    master = spark.conf.get("spark.master", settings.spark_master)
     console.print(
         f"ingesting {window[0]:%Y-%m-%d %H:%M} to {window[1]:%Y-%m-%d %H:%M} UTC from "
-        f"{landing_root} on {settings.spark_master}"
+        f"{landing_root} on {master}"
     )
-    spark = get_spark(settings)
     try:
         result = ingest_range(spark, landing_root, curated_root, *window, params, sources=sources)
     except (ReconciliationError, FileNotFoundError) as error:
