@@ -59,7 +59,7 @@ from .schemas import DETAIL, FIELD, RAW_LINE, REASON, has_domain
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_NEWLINE, _SPACE, _BRACE = 10, 32, ord("{")
+_NEWLINE, _BRACE = 10, ord("{")
 PART_FILE = "part-00000.snappy.parquet"
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 _READ_TYPES = {
