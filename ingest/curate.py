@@ -291,7 +291,6 @@ class Classified:
     """A partition's lines sorted into curated candidates and quarantined rows.
 
     Attributes:
-        records_read: Non-blank lines.
         curated: Curated candidates (timestamps as epoch micros), before deduplication:
             the vectorised path's rows, then the contract path's.
         lines: The partition's lines.
@@ -300,12 +299,16 @@ class Classified:
         quarantine: Quarantined rows (:data:`QUARANTINE_ARROW_SCHEMA`).
     """
 
-    records_read: int
     curated: pa.Table
     lines: Lines
     fast: np.ndarray
     rescued_raw: list[bytes]
     quarantine: pa.Table
+
+    @property
+    def records_read(self) -> int:
+        """Non-blank lines."""
+        return len(self.lines)
 
     @property
     def vectorised(self) -> int:
@@ -356,7 +359,6 @@ def classify_partition(
         for spec in specs
     }
     return Classified(
-        records_read=len(lines),
         curated=pa.table(typed),
         lines=lines,
         fast=fast,

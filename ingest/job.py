@@ -1,9 +1,9 @@
 """Ingest landing partitions into curated Parquet, a quarantine table and reconciliations.
 
-One Spark job ingests a batch of landing partitions of every source (:func:`ingest_batch`;
-one source: :func:`ingest_hours`; one partition: :func:`ingest_partition`); every landing
-partition still gets its own output directories and reconciliation file, exactly as if it
-had been ingested alone.
+One Spark job ingests a batch of landing partitions of every source (:func:`stage_batch`,
+then :func:`publish_batch`; one source: :func:`ingest_hours`; one partition:
+:func:`ingest_partition`); every landing partition still gets its own output directories
+and reconciliation file, exactly as if it had been ingested alone.
 
 Layout under ``curated_root`` (``date``/``hour`` are the *landing* partition's, so a rerun
 replaces exactly the directories one partition produced)::
@@ -487,38 +487,6 @@ def publish_batch(
         staged.discard()
 
 
-def ingest_batch(
-    spark: SparkSession,
-    landing_root: Path,
-    curated_root: Path,
-    partitions: dict[Source | str, list[datetime]],
-    params: IngestParams,
-) -> list[IngestResult]:
-    """Curate, quarantine and reconcile landing partitions of several sources in one Spark job.
-
-    :func:`stage_batch` then :func:`publish_batch`.
-
-    Args:
-        spark: Session from :func:`ingest.spark.get_spark`.
-        landing_root: Root of the landing zone (holding ``v1/``).
-        curated_root: Root of the curated tables.
-        partitions: Starts of the partitions' hours per source (aware; each must exist).
-        params: The ``ingest`` section of params.yaml.
-
-    Returns:
-        One result per partition, by source (contract order) then hour, as written to the
-        reconciliation JSONs.
-
-    Raises:
-        FileNotFoundError: A landing partition does not exist.
-        ReconciliationError: A partition's records read differ from curated + quarantined +
-            duplicates; nothing of this batch is published then.
-        ValueError: No hours, or a source's hours repeat.
-    """
-    staged = stage_batch(spark, landing_root, curated_root, partitions, params)
-    return publish_batch(staged, curated_root, params)
-
-
 def ingest_hours(
     spark: SparkSession,
     landing_root: Path,
@@ -527,14 +495,24 @@ def ingest_hours(
     hours: list[datetime],
     params: IngestParams,
 ) -> list[IngestResult]:
-    """:func:`ingest_batch` of one source's partitions; one result per hour, in hour order.
+    """Curate, quarantine and reconcile one source's landing partitions in one Spark job.
+
+    :func:`stage_batch` then :func:`publish_batch`; :func:`ingest.run.ingest_range` does the
+    same for every source of a batch, staging the next batches meanwhile.
+
+    Returns:
+        One result per hour, in hour order, as written to the reconciliation JSONs.
 
     Raises:
+        FileNotFoundError: A landing partition does not exist.
+        ReconciliationError: A partition's records read differ from curated + quarantined +
+            duplicates; nothing of this batch is published then.
         ValueError: ``hours`` is empty or repeats an hour.
     """
     if not hours:
         raise ValueError(f"need distinct hours to ingest, got {hours}")
-    return ingest_batch(spark, landing_root, curated_root, {source: hours}, params)
+    staged = stage_batch(spark, landing_root, curated_root, {source: hours}, params)
+    return publish_batch(staged, curated_root, params)
 
 
 def ingest_partition(

@@ -1,7 +1,7 @@
 """Ingest a range of hours: every source's landing partitions, then the interactions.
 
 :func:`ingest_range` is what ``muma ingest --start/--end`` and the DAG call. It batches up to
-``hours_per_batch`` hours of every source into one Spark job (:func:`ingest.job.ingest_batch`),
+``hours_per_batch`` hours of every source into one Spark job (:func:`ingest.job.stage_batch`),
 which keeps per-partition outputs, reconciliation files, staged swaps and byte-identical
 reruns while paying Spark's fixed cost per batch instead of per partition.
 """
