@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from muma.contract import Source, partition_dir
 
 from .config import IngestParams
-from .interactions import InteractionsResult, build_interactions
+from .interactions import InteractionsResult, build_interactions_hours
 from .job import IngestResult, StagedBatch, publish_batch, stage_batch
 from .publish import Cleanup, remove_abandoned
 
@@ -210,10 +210,9 @@ def ingest_range(
                     h for h in pending if is_last or h + timedelta(hours=span + 1) <= ingested_until
                 ]
                 built = time.perf_counter()
-                for hour in ready:
-                    result.interactions.append(
-                        build_interactions(spark, curated_root, hour, params)
-                    )
+                result.interactions.extend(
+                    build_interactions_hours(spark, curated_root, ready, params)
+                )
                 pending = [h for h in pending if h not in ready]
                 result.interactions_seconds += time.perf_counter() - built
         except BaseException:

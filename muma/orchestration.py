@@ -176,7 +176,7 @@ def ingest_interval(settings: Settings, start: datetime, end: datetime) -> dict:
     import math
 
     from ingest.config import IngestParams
-    from ingest.interactions import build_interactions
+    from ingest.interactions import build_interactions_hours
     from ingest.job import curated_partition_dir
     from ingest.run import ingest_range
     from ingest.spark import get_spark
@@ -189,11 +189,12 @@ def ingest_interval(settings: Settings, start: datetime, end: datetime) -> dict:
     result = ingest_range(spark, settings.landing_root, curated_root, start, end, params)
     span = math.ceil(params.attribution_window / HOUR)
     earlier = [start - n * HOUR for n in range(span, 0, -1)]
-    rebuilt = [
-        build_interactions(spark, curated_root, hour, params)
-        for hour in earlier
-        if curated_partition_dir(curated_root, Source.IMPRESSIONS, hour).is_dir()
-    ]
+    rebuilt = build_interactions_hours(
+        spark,
+        curated_root,
+        [h for h in earlier if curated_partition_dir(curated_root, Source.IMPRESSIONS, h).is_dir()],
+        params,
+    )
     return result.totals() | {
         "start": start.isoformat(),
         "end": end.isoformat(),

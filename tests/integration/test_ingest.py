@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.config import IngestParams
-from ingest.interactions import INTERACTIONS, build_interactions
+from ingest.interactions import INTERACTIONS, build_interactions, build_interactions_hours
 from ingest.job import (
     IngestResult,
     ReconciliationError,
@@ -240,3 +240,36 @@ def test_clicks_are_attributed_or_quarantined(spark, run: IngestedRun, interacti
     assert clicked.count() > 0
     assert clicked.where("dwell_ms IS NOT NULL").count() >= 0.8 * clicked.count()
     assert table.where("NOT clicked AND click_ts IS NOT NULL").count() == 0
+
+
+def test_hours_built_together_equal_hour_by_hour(spark, run: IngestedRun, tmp_path):
+    # Without hour 0's news impressions, their clicks of hours 0 and 1 are unattributed.
+    roots = {"alone": tmp_path / "alone", "together": tmp_path / "together"}
+    for root in roots.values():
+        for source in (Source.IMPRESSIONS, Source.CLICKS, Source.VIEWS):
+            shutil.copytree(run.curated_root / str(source), root / str(source))
+        shutil.rmtree(curated_partition_dir(root, Source.IMPRESSIONS, HOURS[0]) / "domain=news")
+    alone = [build_interactions(spark, roots["alone"], hour, PARAMS) for hour in HOURS]
+    together = build_interactions_hours(spark, roots["together"], reversed(HOURS), PARAMS)
+    assert [r.hour_start for r in together] == [h.isoformat() for h in HOURS]
+    assert sum(r.clicks_without_impression for r in together) > 0
+    for one, both in zip(alone, together, strict=True):
+        assert both.holds and both.hours_built == len(HOURS)
+        assert asdict(one) | {"seconds": 0, "hours_built": 0} == asdict(both) | {
+            "seconds": 0,
+            "hours_built": 0,
+        }
+        hour = datetime.fromisoformat(both.hour_start)
+        written = json.loads(reconciliation_path(roots["together"], INTERACTIONS, hour).read_text())
+        assert written == asdict(both)
+    for table in (INTERACTIONS, f"quarantine/source={INTERACTIONS}"):
+        assert snapshot(roots["together"] / table) == snapshot(roots["alone"] / table)
+
+
+def test_hours_without_curated_impressions_build_nothing(spark, run: IngestedRun, tmp_path):
+    together = tmp_path / "curated"
+    shutil.copytree(run.curated_root / str(Source.IMPRESSIONS), together / str(Source.IMPRESSIONS))
+    absent = HOURS[-1] + timedelta(hours=5)
+    with pytest.raises(FileNotFoundError, match=f"{absent:%Y-%m-%dT%H}"):
+        build_interactions_hours(spark, together, [HOURS[0], absent], PARAMS)
+    assert not (together / INTERACTIONS).exists()
