@@ -14,6 +14,7 @@ from .tables import FeatureTable, table_dir
 
 if TYPE_CHECKING:
     from feast import FileSource, PushSource
+    from feast.data_source import DataSource
 
 REALTIME_PUSH_SOURCE = "user_realtime_source"
 """Name of the push source the real-time path writes through (``FeatureStore.push``)."""
@@ -26,6 +27,9 @@ def source_name(table: str) -> str:
 
 def file_source(table: FeatureTable, features_dir: Path) -> FileSource:
     """The Parquet source of ``table`` under ``<data_root>/<features_dir>/<table>``.
+
+    A table whose Feast join key differs from its key column (``FeatureTable.feast_key``)
+    maps the column to it (``field_mapping``), so the files keep the column Spark writes.
 
     Args:
         table: Declaration from :mod:`feature_repo.tables`.
@@ -40,8 +44,16 @@ def file_source(table: FeatureTable, features_dir: Path) -> FileSource:
         file_format=ParquetFormat(),
         timestamp_field=table.timestamp_column,
         created_timestamp_column=table.created_column,
+        field_mapping={table.entity_key: table.feast_key} if table.feast_key else None,
         description=table.doc,
     )
+
+
+def source_column(source: DataSource | None, name: str) -> str:
+    """The file column a Feast source reads for the view field ``name`` (its field mapping
+    undone)."""
+    mapping = (source.field_mapping if source is not None else None) or {}
+    return {field: column for column, field in mapping.items()}.get(name, name)
 
 
 def realtime_push_source(table: FeatureTable, features_dir: Path) -> PushSource:

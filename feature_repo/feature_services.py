@@ -6,13 +6,25 @@
 - ``sequence_v1``: behaviour sequences and item features for the sequence model.
 - ``muma_v1``: the MUMA ranker's inputs: ``ranker_v1`` plus the behaviour sequences; training
   sets (``muma train``) and serving read this same list, so both see the same features.
+
+The sequence view is joined on ``seq_user_id`` (its own Redis key, see
+:func:`feature_repo.entities.sequence_owner_entity`); the services map that key to
+``user_id``, so their callers pass ``user_id`` only, online and in entity dataframes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .tables import ITEM_STATS, USER_GAZE, USER_SEQUENCE, USER_SOCIAL, USER_STATS
+from .tables import (
+    ITEM_STATS,
+    SEQUENCE_USER_ID,
+    USER_GAZE,
+    USER_ID,
+    USER_SEQUENCE,
+    USER_SOCIAL,
+    USER_STATS,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureView, OnDemandFeatureView
@@ -30,6 +42,7 @@ def feature_services(
     from feast import FeatureService
 
     ranker = [views[name] for name in (USER_STATS, USER_SOCIAL, USER_GAZE, ITEM_STATS)]
+    sequence = views[USER_SEQUENCE].with_join_key_map({SEQUENCE_USER_ID: USER_ID})
     return [
         FeatureService(name=RANKER_V1, features=ranker, description="ranker, batch inputs"),
         FeatureService(
@@ -39,12 +52,12 @@ def feature_services(
         ),
         FeatureService(
             name=SEQUENCE_V1,
-            features=[views[USER_SEQUENCE], views[ITEM_STATS]],
+            features=[sequence, views[ITEM_STATS]],
             description="sequence model: behaviour sequences and item features",
         ),
         FeatureService(
             name=MUMA_V1,
-            features=[*ranker, views[USER_SEQUENCE]],
+            features=[*ranker, sequence],
             description="MUMA ranker: batch inputs plus behaviour sequences (training and serving)",
         ),
     ]

@@ -19,7 +19,7 @@ from .realtime import (
     decayed_counter_names,
     realtime_table,
 )
-from .tables import ITEM_ID, USER_ID, Dtype, FeatureTable, feature_tables
+from .tables import ITEM_ID, SEQUENCE_USER_ID, USER_ID, Dtype, FeatureTable, feature_tables
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureView, OnDemandFeatureView
@@ -45,14 +45,14 @@ def feast_type(dtype: Dtype) -> FeastType:
 
 
 def table_view(table: FeatureTable, entity: Entity, source, ttl: timedelta) -> FeatureView:
-    """A feature view serving every feature column of ``table`` from ``source``."""
+    """A feature view serving the view columns of ``table`` from ``source``."""
     from feast import FeatureView, Field
 
     return FeatureView(
         name=table.name,
         entities=[entity],
         ttl=ttl,
-        schema=[Field(name=c.name, dtype=feast_type(c.dtype)) for c in table.features],
+        schema=[Field(name=c.name, dtype=feast_type(c.dtype)) for c in table.view_features],
         source=source,
         online=True,
         description=table.doc,
@@ -60,12 +60,21 @@ def table_view(table: FeatureTable, entity: Entity, source, ttl: timedelta) -> F
 
 
 def batch_views(
-    params: FeaturesParams, users: Entity, items: Entity, ttl: timedelta
+    params: FeaturesParams,
+    users: Entity,
+    items: Entity,
+    sequence_owners: Entity,
+    ttl: timedelta,
 ) -> dict[str, FeatureView]:
-    """One view per offline table of :func:`feature_repo.tables.feature_tables`, by name."""
+    """One view per offline table of :func:`feature_repo.tables.feature_tables`, by name.
+
+    Each view's entity is the one of its table's join key (``seq_user_id``: the sequence
+    owner, so the sequence is stored apart from the user's other views).
+    """
+    entities = {USER_ID: users, ITEM_ID: items, SEQUENCE_USER_ID: sequence_owners}
     views = {}
     for table in feature_tables(params).values():
-        entity = {USER_ID: users, ITEM_ID: items}[table.entity_key]
+        entity = entities[table.join_key]
         views[table.name] = table_view(table, entity, file_source(table, params.features_dir), ttl)
     return views
 

@@ -10,6 +10,11 @@ Feast's Redis store keeps one hash per entity key (``feast/infra/online_stores/r
 - value: a serialised ``feast.types.Value`` protobuf. A double is tag ``0x29`` followed by 8
   little-endian bytes, so a column of doubles decodes with one ``numpy.frombuffer``.
 
+Every view joined on ``user_id`` shares the user's hash; the behaviour sequence is joined on
+``seq_user_id`` (:data:`feature_repo.tables.SEQUENCE_USER_ID`), so it has a hash of its own
+and a user is two keys: its plans here are keyed by join key, so reading both is still one
+round trip.
+
 :class:`RedisFeatureReader` sends one ``HMGET`` per entity (all requested views of that entity
 at once) in a single round trip and decodes doubles in bulk; other types go through the
 protobuf. The round trip goes through :class:`RawPipeline`: the request is packed from
@@ -165,7 +170,7 @@ class ViewSpec:
 
     @classmethod
     def from_table(cls, table: FeatureTable, features: Sequence[str] | None = None) -> ViewSpec:
-        names = tuple(features or table.feature_names)
+        names = tuple(features or table.view_feature_names)
         return cls(table.name, names, tuple(table.column(name).dtype for name in names))
 
 

@@ -9,6 +9,9 @@ files with the same rule in Polars instead:
     ``event_timestamp <= ts`` and ``event_timestamp >= ts - ttl``; among rows stamped alike, the
     latest ``created_timestamp``; no row -> nulls.
 
+Rows join on each table's key column (``user_id`` for the sequence too, which Feast joins on
+``seq_user_id`` mapped from ``user_id``), and only the columns of the Feast views are taken.
+
 ``tests/integration/test_feast_pipeline.py`` checks that both give identical values on every
 column of the ``muma_v1`` service, so Feast stays the reference and this is only an engine.
 """
@@ -54,7 +57,8 @@ def _latest_rows(table: FeatureTable, files: list[Path], keys: pl.Series) -> pl.
     rows = rows.sort([table.entity_key, "_feature_ts", table.created_column]).unique(
         [table.entity_key, "_feature_ts"], keep="last", maintain_order=True
     )
-    return rows.select(table.entity_key, "_feature_ts", *table.feature_names).sort("_feature_ts")
+    names = table.view_feature_names
+    return rows.select(table.entity_key, "_feature_ts", *names).sort("_feature_ts")
 
 
 def point_in_time_features(
@@ -86,7 +90,7 @@ def point_in_time_features(
     stamps = impressions[timestamp_column]
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
         raise ValueError(f"{timestamp_column} must be timezone-aware timestamps")
-    names = [name for table in tables for name in table.feature_names]
+    names = [name for table in tables for name in table.view_feature_names]
     clashes = sorted(set(names) & set(impressions.columns))
     if clashes:
         raise ValueError(f"impression columns {clashes} clash with feature names; drop them")
@@ -105,7 +109,8 @@ def point_in_time_features(
             last,
         )
         if not files:
-            result = result.with_columns(pl.lit(None).alias(name) for name in table.feature_names)
+            nulls = (pl.lit(None).alias(name) for name in table.view_feature_names)
+            result = result.with_columns(nulls)
             continue
         rows = _latest_rows(table, files, left[table.entity_key].unique())
         joined = result.join_asof(

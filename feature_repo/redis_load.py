@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .data_sources import source_column
 from .online import RawPipeline, entity_key_prefix, feature_field, redis_key, resp_bulk
 from .realtime import encode_string, encode_timestamp, encode_varint
 
@@ -330,10 +331,12 @@ def load_view(
     if not path.is_absolute():
         path = Path(store.config.repo_path) / path
     features = [(field.name, field.dtype.to_value_type()) for field in view.features]
+    # The file columns behind the view's names (the sequence's ``seq_user_id`` is ``user_id``).
+    key_column = source_column(source, join_key)
     table, rows = latest_rows(
         path,
-        join_key,
-        [name for name, _ in features],
+        key_column,
+        [source_column(source, name) for name, _ in features],
         start,
         end,
         source.timestamp_field,
@@ -343,7 +346,7 @@ def load_view(
     prefix, suffix = entity_key_prefix(join_key), project.encode("utf-8")
     keys = [
         redis_key(prefix, value, suffix)
-        for value in table.column(join_key).to_pylist()  # type: ignore[union-attr]
+        for value in table.column(key_column).to_pylist()  # type: ignore[union-attr]
     ]
     written = 0
     if keys:
@@ -355,7 +358,7 @@ def load_view(
             for first in range(0, len(keys), ENCODE_ROWS):
                 part = table.slice(first, ENCODE_ROWS)
                 pairs = [
-                    hset_pairs(field, part.column(name), value_type)
+                    hset_pairs(field, part.column(source_column(source, name)), value_type)
                     for field, (name, value_type) in zip(fields, features, strict=True)
                 ]
                 stamps, nanos = _timestamp_bytes(part.column(source.timestamp_field))

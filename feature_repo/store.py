@@ -140,18 +140,18 @@ class RepoObjects:
 
 def repo_objects(features: FeaturesParams, feast: FeastParams) -> RepoObjects:
     """Build entities, sources, views and services from the two params sections."""
-    from .entities import item_entity, user_entity
+    from .entities import item_entity, sequence_owner_entity, user_entity
     from .feature_services import feature_services
     from .features import batch_views, realtime_view, request_decay_view
 
-    users, items = user_entity(), item_entity()
-    views = batch_views(features, users, items, timedelta(hours=feast.ttl_hours))
+    users, items, owners = user_entity(), item_entity(), sequence_owner_entity()
+    views = batch_views(features, users, items, owners, timedelta(hours=feast.ttl_hours))
     realtime = realtime_view(
         features, users, timedelta(hours=feast.realtime_ttl_hours), feast.realtime_half_life_hours
     )
     decayed = request_decay_view(realtime, feast.realtime_half_life_hours)
     return RepoObjects(
-        entities=[users, items],
+        entities=[users, items, owners],
         views=views,
         realtime=realtime,
         decayed=decayed,
@@ -262,16 +262,19 @@ def materialize(
 
 
 def _offline_keys(store: FeatureStore, view: Any, join_key: str) -> set:
-    """Every entity key present in a view's Parquet source."""
+    """Every entity key present in a view's Parquet source (``join_key``: the view's)."""
     import pyarrow.dataset as ds
+
+    from .data_sources import source_column
 
     path = Path(view.batch_source.path)
     if not path.is_absolute():
         path = Path(store.config.repo_path) / path
     if not path.exists():
         return set()
-    table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table([join_key])
-    return set(table[join_key].unique().to_pylist())
+    column = source_column(view.batch_source, join_key)
+    table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table([column])
+    return set(table[column].unique().to_pylist())
 
 
 def training_set(
@@ -293,7 +296,8 @@ def training_set(
     view is retrieved alone for the distinct ``(key, time)`` pairs and joined back
     onto every impression here, which keeps every impression, in order. It also fails to sort
     when a partition's feature timestamps are all null, so only entities with offline rows are
-    sent to it.
+    sent to it. A view the service maps to another key column (the sequence: ``seq_user_id``
+    read from ``user_id``) is asked with that column renamed to its join key.
 
     Args:
         settings: Runtime settings.
@@ -340,26 +344,30 @@ def training_set(
             )
         view = store.get_feature_view(projection.name)
         refs = [f"{projection.name}:{feature.name}" for feature in projection.features]
-        views.append((view, refs))
-    names = {ref.split(":", 1)[1] for _, refs in views for ref in refs}
-    keys_used = {key for view, _ in views for key in view.join_keys}
+        (join_key,) = view.join_keys
+        views.append((view, refs, join_key, projection.join_key_map.get(join_key, join_key)))
+    names = {ref.split(":", 1)[1] for _, refs, _, _ in views for ref in refs}
+    keys_used = {column for *_, column in views}
     clashes = sorted(names & (set(impressions.columns) - keys_used - {EVENT_TIMESTAMP}))
     if clashes:
         raise ValueError(f"impression columns {clashes} clash with feature names; drop them")
+    absent = sorted(keys_used - set(impressions.columns))
+    if absent:
+        raise ValueError(f"labelled impressions lack columns {absent}")
     result = impressions
-    for view, refs in views:
-        (join_key,) = view.join_keys
+    for view, refs, join_key, column in views:
         # Only entities with offline rows: Feast's Dask store fails to sort an all-null
         # timestamp partition, which the others' rows would make. They get nulls below.
         known = _offline_keys(store, view, join_key)
-        keys = impressions.loc[impressions[join_key].isin(known), [join_key, EVENT_TIMESTAMP]]
-        keys = keys.drop_duplicates(ignore_index=True)
+        keys = impressions.loc[impressions[column].isin(known), [column, EVENT_TIMESTAMP]]
+        keys = keys.drop_duplicates(ignore_index=True).rename(columns={column: join_key})
         if keys.empty:
             result = result.assign(**{ref.split(":", 1)[1]: None for ref in refs})
             continue
         found = store.get_historical_features(entity_df=keys, features=refs).to_df()
+        found = found.rename(columns={join_key: column})
         found[EVENT_TIMESTAMP] = pd.to_datetime(found[EVENT_TIMESTAMP], utc=True).astype(
             "datetime64[ns, UTC]"
         )
-        result = result.merge(found, on=[join_key, EVENT_TIMESTAMP], how="left", validate="m:1")
+        result = result.merge(found, on=[column, EVENT_TIMESTAMP], how="left", validate="m:1")
     return result

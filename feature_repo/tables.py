@@ -1,7 +1,8 @@
 """The offline feature tables, declared once: names, keys, timestamps, columns and paths.
 
 The Spark build (:mod:`feature_repo.pipelines`) writes exactly these columns and the Feast
-objects read them, so neither lists a column of its own. Each table has one entity key,
+objects read them (all but the few marked ``online=False``), so neither lists a column of its
+own. Each table has one entity key,
 ``event_timestamp`` (UTC, the snapshot time ``T``: every value is computed only from events
 with ``ts < T``, and decayed counters are decayed to ``T``) and ``created_timestamp`` (the
 end of the build range that wrote the row).
@@ -38,6 +39,11 @@ EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
 USER_ID = "user_id"
 ITEM_ID = "item_id"
+SEQUENCE_USER_ID = "seq_user_id"
+"""Feast join key of the behaviour sequence: a user id, under a name of its own. Feast's Redis
+store keys a hash by the join keys' names and values, so the sequence, whose arrays pass
+Redis' 64-byte listpack value limit, is kept in a key apart from the user's batch features,
+which then stay a compact listpack (see docs/features.md, "Redis memory per user")."""
 
 USER_STATS = "user_hourly_stats"
 ITEM_STATS = "item_hourly_stats"
@@ -66,11 +72,16 @@ class Dtype(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FeatureColumn:
-    """One feature column: name, type and a line of documentation."""
+    """One feature column: name, type and a line of documentation.
+
+    ``online=False`` keeps a column in the offline table only: it is not in the Feast view,
+    so it is neither materialised nor joined into training sets.
+    """
 
     name: str
     dtype: Dtype
     doc: str
+    online: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +90,13 @@ class FeatureTable:
 
     Attributes:
         name: Table (and directory) name.
-        entity_key: Join key column.
+        entity_key: Entity key column of the files (and of the rows training sets join).
         features: Feature columns in file order (after key and timestamps).
         doc: What a row holds.
         timestamp_column: Event timestamp column (the snapshot time).
         created_column: Created timestamp column (tie-breaker for equal event timestamps).
+        feast_key: The Feast view's join key when it is not ``entity_key``: the file source
+            maps ``entity_key`` to it, and the view's online rows are keyed by it.
     """
 
     name: str
@@ -92,10 +105,26 @@ class FeatureTable:
     doc: str
     timestamp_column: str = EVENT_TIMESTAMP
     created_column: str = CREATED_TIMESTAMP
+    feast_key: str | None = None
+
+    @property
+    def join_key(self) -> str:
+        """The key Feast joins and stores the view on (``feast_key``, else ``entity_key``)."""
+        return self.feast_key or self.entity_key
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """Every feature column of the files."""
         return tuple(column.name for column in self.features)
+
+    @property
+    def view_features(self) -> tuple[FeatureColumn, ...]:
+        """The feature columns of the Feast view (online and in training sets)."""
+        return tuple(column for column in self.features if column.online)
+
+    @property
+    def view_feature_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.view_features)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -267,18 +296,28 @@ def _user_gaze(params: FeaturesParams) -> FeatureTable:
 
 
 def _user_sequence(params: FeaturesParams) -> FeatureTable:
+    """The behaviour sequence, served under :data:`SEQUENCE_USER_ID` (its own Redis key).
+
+    The domains and categories stay offline: no model or server reads them (an item's
+    domain and category come with its item row), and online they would double the
+    sequence's bytes and go stale when serving puts a new click in front.
+    """
     n = params.sequence_length
     columns = (
         FeatureColumn(
             "seq_item_ids", Dtype.STRING_ARRAY, f"last {n} clicked items before T, newest first"
         ),
         FeatureColumn("seq_ts", Dtype.BIGINT_ARRAY, "their click times, epoch seconds"),
-        FeatureColumn("seq_domains", Dtype.STRING_ARRAY, "their domains"),
-        FeatureColumn("seq_categories", Dtype.STRING_ARRAY, "their categories"),
+        FeatureColumn("seq_domains", Dtype.STRING_ARRAY, "their domains", online=False),
+        FeatureColumn("seq_categories", Dtype.STRING_ARRAY, "their categories", online=False),
         FeatureColumn("seq_length", Dtype.BIGINT, f"length of the arrays (at most {n})"),
     )
     return FeatureTable(
-        USER_SEQUENCE, USER_ID, columns, "behaviour sequence for the sequence model"
+        USER_SEQUENCE,
+        USER_ID,
+        columns,
+        "behaviour sequence for the sequence model",
+        feast_key=SEQUENCE_USER_ID,
     )
 
 

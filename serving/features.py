@@ -6,7 +6,8 @@ Two readers, one interface (:class:`OnlineFeatures`):
 - :class:`RedisOnlineFeatures` (``MUMA_REDIS_URL`` set): :class:`feature_repo.online.
   RedisFeatureReader` plans, with the user and the friends, then the items, each read in one
   pre-packed request (:class:`feature_repo.online.RawPipeline`) straight from Feast's Redis
-  layout;
+  layout; a user is two keys there, the batch and real-time hash (``user_id``) and the
+  behaviour sequence (``seq_user_id``), read in the same request;
 - :class:`FeastOnlineFeatures` (no Redis): ``FeatureStore.get_online_features`` on the
   embedded SQLite store (slow, for development and small deployments).
 
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.config import FeaturesParams
-from feature_repo.online import RawPipeline, RedisFeatureReader, ViewSpec
+from feature_repo.online import EntityFeatures, RawPipeline, RedisFeatureReader, ViewSpec
 from feature_repo.realtime import (
     LAST_CLICK_ITEM,
     LAST_CLICK_TS,
@@ -35,7 +36,14 @@ from feature_repo.realtime import (
     UPDATED_TS,
     realtime_table,
 )
-from feature_repo.tables import ITEM_ID, ITEM_STATS, USER_ID, USER_SEQUENCE, feature_tables
+from feature_repo.tables import (
+    ITEM_ID,
+    ITEM_STATS,
+    SEQUENCE_USER_ID,
+    USER_ID,
+    USER_SEQUENCE,
+    feature_tables,
+)
 
 if TYPE_CHECKING:
     from feature_repo.store import FeastParams
@@ -94,8 +102,12 @@ class OnlineFeatures(Protocol):
 
 def user_views(
     features: FeaturesParams, needed: Sequence[str], half_life_hours: float
-) -> list[ViewSpec]:
+) -> dict[str, Sequence[ViewSpec]]:
     """The user views (and only the features) a model needs, plus sequence and real time.
+
+    Returns:
+        The views by join key: the batch and real-time views on ``user_id``, the behaviour
+        sequence on ``seq_user_id`` (a Redis key of its own).
 
     Raises:
         ValueError: A needed feature is in no user view.
@@ -118,11 +130,10 @@ def user_views(
         for table in tables
         if table.name in by_table and table.name != USER_SEQUENCE
     ]
-    sequence = next(t for t in tables if t.name == USER_SEQUENCE)
-    specs.append(ViewSpec.from_table(sequence, SEQUENCE_FEATURES))
     realtime = realtime_table(half_life_hours)
     specs.append(ViewSpec.from_table(realtime, (LAST_CLICK_ITEM, LAST_CLICK_TS, UPDATED_TS)))
-    return specs
+    sequence = next(t for t in tables if t.name == USER_SEQUENCE)
+    return {USER_ID: specs, sequence.join_key: [ViewSpec.from_table(sequence, SEQUENCE_FEATURES)]}
 
 
 def merge_recent(values: dict[str, Any], last_item: Any, last_ts: float) -> dict[str, Any]:
@@ -141,6 +152,17 @@ def merge_recent(values: dict[str, Any], last_item: Any, last_ts: float) -> dict
     out["seq_item_ids"] = [last_item, *items]
     out["seq_ts"] = [int(last_ts), *stamps]
     return out
+
+
+def _first_row_values(parts: Sequence[EntityFeatures]) -> dict[str, Any]:
+    """Feature name -> value of the first entity of each part (doubles as floats)."""
+    values: dict[str, Any] = {}
+    for part in parts:
+        for index, name in enumerate(part.double_names):
+            values[name.split(":", 1)[1]] = float(part.doubles[0, index])
+        for name, column in part.others.items():
+            values[name.split(":", 1)[1]] = column[0]
+    return values
 
 
 def _interleave(lists: Sequence[Sequence[str]], limit: int) -> list[str]:
@@ -181,16 +203,20 @@ class RedisOnlineFeatures:
         self.client = client
         tables = feature_tables(features)
         realtime = realtime_table(half_life_hours)
-        self.user_plan = RedisFeatureReader(
-            client, project, {USER_ID: user_views(features, user_features, half_life_hours)}
-        ).plans[USER_ID]
-        friend_views = [
-            ViewSpec.from_table(tables[USER_SEQUENCE], ("seq_item_ids",)),
-            ViewSpec.from_table(realtime, (LAST_CLICK_ITEM,)),
-        ]
-        self.friend_plan = RedisFeatureReader(client, project, {USER_ID: friend_views}).plans[
-            USER_ID
-        ]
+        user = RedisFeatureReader(
+            client, project, user_views(features, user_features, half_life_hours)
+        )
+        self.user_plan, self.sequence_plan = user.plans[USER_ID], user.plans[SEQUENCE_USER_ID]
+        friend = RedisFeatureReader(
+            client,
+            project,
+            {
+                SEQUENCE_USER_ID: [ViewSpec.from_table(tables[USER_SEQUENCE], ("seq_item_ids",))],
+                USER_ID: [ViewSpec.from_table(realtime, (LAST_CLICK_ITEM,))],
+            },
+        )
+        self.friend_sequence_plan = friend.plans[SEQUENCE_USER_ID]
+        self.friend_realtime_plan = friend.plans[USER_ID]
         item_table = tables[ITEM_STATS]
         wanted = None
         if item_features is not None:
@@ -203,7 +229,10 @@ class RedisOnlineFeatures:
             client, project, {ITEM_ID: [ViewSpec.from_table(item_table, wanted)]}
         ).plans[ITEM_ID]
         self.batch_user_views = [
-            spec.view for spec in self.user_plan.views if spec.view != realtime.name
+            spec.view
+            for plan in (self.user_plan, self.sequence_plan)
+            for spec in plan.views
+            if spec.view != realtime.name
         ]
         self.friend_items = friend_items
         self.raw = RawPipeline(client)
@@ -230,25 +259,35 @@ class RedisOnlineFeatures:
             raise FeatureStoreDown(f"Redis: {error}") from None
 
     def read_user(self, user_id: str, friends: Sequence[str]) -> tuple[UserRow, FriendsRecent]:
-        commands = self.user_plan.packed([user_id]) + self.friend_plan.packed(list(friends))
+        mates = list(friends)
+        commands = (
+            self.user_plan.packed([user_id])
+            + self.sequence_plan.packed([user_id])
+            + self.friend_sequence_plan.packed(mates)
+            + self.friend_realtime_plan.packed(mates)
+        )
         replies = self._send(commands)
         got = self.user_plan.decode([user_id], replies[:1])
-        values: dict[str, Any] = {}
-        for index, name in enumerate(got.double_names):
-            values[name.split(":", 1)[1]] = float(got.doubles[0, index])
-        for name, column in got.others.items():
-            values[name.split(":", 1)[1]] = column[0]
-        found = any(bool(got.found[view][0]) for view in self.batch_user_views)
+        sequence = self.sequence_plan.decode([user_id], replies[1:2])
+        values = _first_row_values([got, sequence])
+        found = any(
+            bool(part.found[view][0])
+            for part in (got, sequence)
+            for view in part.found
+            if view in self.batch_user_views
+        )
         last_ts = values.pop(LAST_CLICK_TS, float("nan"))
         updated = values.pop(UPDATED_TS, float("nan"))
         values = merge_recent(values, values.pop(LAST_CLICK_ITEM, None), last_ts)
         recent = FriendsRecent()
-        if friends:
-            mates = self.friend_plan.decode(list(friends), replies[1:])
+        if mates:
+            count = len(mates)
+            sequences = self.friend_sequence_plan.decode(mates, replies[2 : 2 + count])
+            realtime = self.friend_realtime_plan.decode(mates, replies[2 + count :])
             lists = []
-            for row in range(len(friends)):
-                items = list(mates.others[f"{USER_SEQUENCE}:seq_item_ids"][row] or [])
-                last = mates.others[f"{REALTIME_TABLE}:{LAST_CLICK_ITEM}"][row]
+            for row in range(count):
+                items = list(sequences.others[f"{USER_SEQUENCE}:seq_item_ids"][row] or [])
+                last = realtime.others[f"{REALTIME_TABLE}:{LAST_CLICK_ITEM}"][row]
                 if isinstance(last, str) and (not items or items[0] != last):
                     items.insert(0, last)
                 lists.append(items[: self.friend_items])
@@ -287,7 +326,8 @@ class FeastOnlineFeatures:
         tables = feature_tables(features)
         self.user_refs = [
             f"{spec.view}:{name}"
-            for spec in user_views(features, user_features, half_life_hours)
+            for specs in user_views(features, user_features, half_life_hours).values()
+            for spec in specs
             for name in spec.features
         ]
         self.realtime_view = realtime_table(half_life_hours).name
@@ -306,7 +346,8 @@ class FeastOnlineFeatures:
             raise FeatureStoreDown(f"Feast online store: {error}") from None
 
     def read_user(self, user_id: str, friends: Sequence[str]) -> tuple[UserRow, FriendsRecent]:
-        data = self._online(self.user_refs, [{USER_ID: user_id}])
+        # Feature references name each view's own join key: the sequence's is seq_user_id.
+        data = self._online(self.user_refs, [{USER_ID: user_id, SEQUENCE_USER_ID: user_id}])
         values: dict[str, Any] = {}
         found = False
         for ref in self.user_refs:
@@ -324,7 +365,7 @@ class FeastOnlineFeatures:
         recent = FriendsRecent()
         if friends:
             refs = [f"{USER_SEQUENCE}:seq_item_ids"]
-            mates = self._online(refs, [{USER_ID: f} for f in friends])
+            mates = self._online(refs, [{SEQUENCE_USER_ID: f} for f in friends])
             lists = [
                 list(v or [])[: self.friend_items] for v in mates[f"{USER_SEQUENCE}__seq_item_ids"]
             ]

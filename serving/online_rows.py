@@ -54,14 +54,18 @@ def write_rows(
     event_time: datetime,
     batch: int = 2000,
 ) -> int:
-    """Write ``rows`` (the entity key column and any of the table's features) of one view.
+    """Write ``rows`` (the entity key column and any of the view's features) of one view.
+
+    Rows are keyed by the entity key column's values under the view's join key, as Feast
+    stores them (the sequence: ``user_id`` values under ``seq_user_id``); columns that are
+    not in the Feast view (``online=False``) are not written.
 
     Returns:
         Rows written.
     """
-    prefix = entity_key_prefix(table.entity_key)
+    prefix = entity_key_prefix(table.join_key)
     suffix = project.encode("utf-8")
-    names = [name for name in table.feature_names if name in rows.columns]
+    names = [name for name in table.view_feature_names if name in rows.columns]
     fields = [feature_field(table.name, name) for name in names]
     dtypes = [table.column(name).dtype for name in names]
     seconds = int(event_time.timestamp())

@@ -48,6 +48,7 @@ from feature_repo.store import (
 )
 from feature_repo.tables import (
     ITEM_STATS,
+    SEQUENCE_USER_ID,
     USER_ID,
     USER_SEQUENCE,
     USER_STATS,
@@ -56,6 +57,7 @@ from feature_repo.tables import (
     partition_dir,
 )
 from muma.settings import Settings
+from muma.testing.redis_server import PrivateRedisServer
 
 REDIS_DB = 13
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -196,14 +198,29 @@ def test_applied_registry_lives_under_the_data_root(sqlite_repo: Deployed) -> No
 
 def test_materialised_rows_are_the_latest_per_entity(repo: Deployed) -> None:
     assert sum(load.rows for load in repo.loads) > 0
+    # Feature references name each view's own join key: the sequence's is seq_user_id.
     response = repo.store.get_online_features(
         features=[f"{USER_STATS}:news_clicks_1h", f"{USER_SEQUENCE}:seq_item_ids"],
-        entity_rows=[{USER_ID: user} for user in USERS],
+        entity_rows=[{USER_ID: user, SEQUENCE_USER_ID: user} for user in USERS],
     ).to_dict()
     end = T0 + timedelta(hours=4)
     expected = [encoded(latest_hour(i, end), i) for i in range(len(USERS))]
     assert response["news_clicks_1h"] == expected
     assert response["seq_item_ids"][0] == [f"h{latest_hour(0, end)}", "u0"]
+
+
+def test_feature_services_read_the_sequence_by_user_id(repo: Deployed) -> None:
+    """The services map the sequence's join key to user_id: callers pass user_id alone."""
+    end = T0 + timedelta(hours=4)
+    for name in ("muma_v1", "sequence_v1"):
+        response = repo.store.get_online_features(
+            features=repo.store.get_feature_service(name),
+            entity_rows=[{USER_ID: "u0", "item_id": "i0"}, {USER_ID: "nobody", "item_id": "i0"}],
+        ).to_dict()
+        assert response["seq_item_ids"] == [[f"h{latest_hour(0, end)}", "u0"], None], name
+        assert response["seq_length"][0] == int(encoded(latest_hour(0, end), 0)), name
+        # Offline-only columns are not in the view.
+        assert "seq_domains" not in response and "seq_categories" not in response
 
 
 def test_materialize_rejects_bad_intervals(sqlite_repo: Deployed) -> None:
@@ -273,13 +290,16 @@ def reader_for(deployed: Deployed) -> RedisFeatureReader:
     tables = feature_tables(PARAMS)
     user_views = [
         ViewSpec.from_table(tables[USER_STATS]),
-        ViewSpec.from_table(tables[USER_SEQUENCE]),
+        ViewSpec.from_table(realtime_table(HALF_LIFE)),
     ]
-    user_views.append(ViewSpec.from_table(realtime_table(HALF_LIFE)))
     return RedisFeatureReader(
         redis_client(REDIS_URL),
         deployed.feast.project,
-        {"user_id": user_views, "item_id": [ViewSpec.from_table(tables[ITEM_STATS])]},
+        {
+            USER_ID: user_views,
+            SEQUENCE_USER_ID: [ViewSpec.from_table(tables[USER_SEQUENCE])],
+            "item_id": [ViewSpec.from_table(tables[ITEM_STATS])],
+        },
     )
 
 
@@ -308,7 +328,7 @@ def test_fast_reader_matches_get_online_features(redis_repo: Deployed) -> None:
 
     reader = reader_for(redis_repo)
     items = [*ITEMS, "no-such-item"]
-    fast = reader.read({"user_id": ["u4"], "item_id": items})
+    fast = reader.read({USER_ID: ["u4"], SEQUENCE_USER_ID: ["u4"], "item_id": items})
     tables = feature_tables(PARAMS)
     item_names = list(tables[ITEM_STATS].feature_names)
     naive = redis_repo.store.get_online_features(
@@ -321,15 +341,58 @@ def test_fast_reader_matches_get_online_features(redis_repo: Deployed) -> None:
             assert _same(left, right), name
     assert fast["item_id"].found[ITEM_STATS].tolist() == [True] * len(ITEMS) + [False]
 
-    user_names = [*tables[USER_STATS].feature_names, *tables[USER_SEQUENCE].feature_names]
+    sequence_names = tables[USER_SEQUENCE].view_feature_names
     naive_user = redis_repo.store.get_online_features(
         features=[f"{USER_STATS}:{n}" for n in tables[USER_STATS].feature_names]
-        + [f"{USER_SEQUENCE}:{n}" for n in tables[USER_SEQUENCE].feature_names],
-        entity_rows=[{"user_id": "u4"}],
+        + [f"{USER_SEQUENCE}:{n}" for n in sequence_names],
+        entity_rows=[{USER_ID: "u4", SEQUENCE_USER_ID: "u4"}],
     ).to_dict()
-    user_frame = fast["user_id"].frame()
-    for name in user_names:
-        assert _same(user_frame[name].iloc[0], naive_user[name][0]), name
+    for key, names in (
+        (USER_ID, tables[USER_STATS].feature_names),
+        (SEQUENCE_USER_ID, sequence_names),
+    ):
+        frame = fast[key].frame()
+        for name in names:
+            assert _same(frame[name].iloc[0], naive_user[name][0]), name
+    assert fast[SEQUENCE_USER_ID].frame()["seq_item_ids"].iloc[0] == ["h4", "u4"]
+
+
+def test_batch_features_stay_a_listpack_beside_a_full_sequence(tmp_path: Path) -> None:
+    """On Redis' default configuration a user with a full 50-item sequence keeps its batch
+    features in a compact listpack under 2 KB: the sequence, whose values pass the 64-byte
+    listpack limit, has a key of its own, which Feast's own reads still find."""
+    from bench.bench_features import T0 as SNAPSHOT
+    from bench.bench_features import write_tables as write_worst_case
+    from feature_repo.online import entity_key_prefix, redis_key
+
+    write_worst_case(tmp_path, users=20, items=20)  # every user: 50 random item ids
+    feast = FeastParams(project="listpack_test")
+    with PrivateRedisServer() as server:
+        settings = Settings(data_root=tmp_path, redis_url=server.url)
+        store = apply(settings, PARAMS, feast)
+        interval = (SNAPSHOT - timedelta(hours=1), SNAPSHOT + timedelta(hours=1))
+        materialize(settings, *interval, PARAMS, feast)
+        client = redis_client(server.url)
+        assert client.config_get("hash-max-listpack-value")["hash-max-listpack-value"] == "64"
+        suffix = feast.project.encode()
+        batch = redis_key(entity_key_prefix(USER_ID), "u3", suffix)
+        sequence = redis_key(entity_key_prefix(SEQUENCE_USER_ID), "u3", suffix)
+        assert client.object("encoding", batch) == b"listpack"
+        assert client.memory_usage(batch, samples=0) < 2048
+        assert client.object("encoding", sequence) == b"hashtable"  # what it would have made
+        assert f"_ts:{USER_SEQUENCE}".encode() not in client.hkeys(batch)
+
+        expected = pd.read_parquet(tmp_path / PARAMS.features_dir / USER_SEQUENCE)
+        expected = expected.set_index(USER_ID).loc["u3"]
+        got = store.get_online_features(
+            features=store.get_feature_service("muma_v1"),
+            entity_rows=[{USER_ID: "u3", "item_id": "i0"}],
+        ).to_dict()
+        assert got["seq_item_ids"][0] == list(expected["seq_item_ids"])
+        assert len(got["seq_item_ids"][0]) == 50
+        assert got["seq_ts"][0] == list(expected["seq_ts"])
+        assert got["friend_count"][0] is not None
+        client.close()
 
 
 # --- real-time push path ---------------------------------------------------------------------

@@ -146,7 +146,9 @@ def test_every_hash_is_byte_for_byte_what_feast_writes(loaded: Loaded) -> None:
     theirs_suffix, ours_suffix = loaded.feast.project.encode(), loaded.bulk.project.encode()
     theirs = sorted(client.scan_iter(match=b"*" + theirs_suffix, count=1000))
     ours = sorted(client.scan_iter(match=b"*" + ours_suffix, count=1000))
-    assert len(theirs) == len(USERS) + len(ITEMS) == len(ours)
+    # A user is two keys: the batch features (user_id) and the sequence (seq_user_id).
+    assert len(theirs) == 2 * len(USERS) + len(ITEMS) == len(ours)
+    assert sum(b"seq_user_id" in key for key in ours) == len(USERS)
     for key in theirs:
         twin = key[: -len(theirs_suffix)] + ours_suffix
         assert client.hgetall(twin) == client.hgetall(key), key
@@ -157,8 +159,8 @@ def test_feast_reads_the_bulk_rows_as_its_own(loaded: Loaded) -> None:
     tables = feature_tables(PARAMS)
     for table in tables.values():
         ids = USERS if table.entity_key == USER_ID else ITEMS
-        refs = [f"{table.name}:{name}" for name in table.feature_names]
-        rows = [{table.entity_key: key} for key in [*ids, "missing"]]
+        refs = [f"{table.name}:{name}" for name in table.view_feature_names]
+        rows = [{table.join_key: key} for key in [*ids, "missing"]]
         answers = [
             store.get_online_features(features=refs, entity_rows=rows).to_dict()
             for store in loaded.stores.values()
