@@ -14,8 +14,11 @@ the server of ``--redis-url``, under throw-away Feast projects whose keys are de
   runs at about a thousand rows a second) and the bulk path
   (:mod:`feature_repo.redis_load`, byte-identical, tested) on the full tables (1M rows);
 - ``MEMORY USAGE`` bytes per user and per item with the server's default hash encoding
-  limits, per user with ``hash-max-listpack-value 1024`` (keys copied with DUMP/RESTORE into
-  a second private server) and per user without the behaviour-sequence view.
+  limits: a user's batch-features hash (``user_id``) and its behaviour-sequence key
+  (``seq_user_id``) apart, and their sum also with ``hash-max-listpack-value 1024`` (keys
+  copied with DUMP/RESTORE into a second private server). ``--memory-only`` measures just
+  this (write the tables, bulk-load them, read the sizes) and merges it into the saved
+  ``features`` result.
 
 Offline tables are synthetic rows shaped exactly as :mod:`feature_repo.tables` declares.
 Targets (issue 4): read p99 <= 5 ms, >= 10x the naive path, <= 10x the floor; freshness
@@ -243,40 +246,73 @@ def measure_bare_push(store, updater, repeats: int) -> dict:
     return percentiles(timed(bare_push, repeats))
 
 
-def memory_per_entity(client, reader, users: int, items: int, sample: int = 200) -> dict:
-    """Median ``MEMORY USAGE`` of sampled keys, three ways for users (see the module doc)."""
-    from feature_repo.online import feature_field, redis_client
-    from feature_repo.tables import USER_SEQUENCE, feature_tables
+def memory_per_entity(client, project: str, users: int, items: int, sample: int = 200) -> dict:
+    """Median ``MEMORY USAGE`` of sampled users' two keys and items' keys (see the module doc).
 
-    user_plan, item_plan = reader.plans["user_id"], reader.plans["item_id"]
+    Args:
+        client: ``redis.Redis`` holding the bulk-loaded rows of :func:`write_tables`.
+        project: Their Feast project (the keys' suffix).
+        users: Users written (``u0`` ...).
+        items: Items written (``i0`` ...).
+        sample: Entities sampled of each.
+    """
+    from feature_repo.online import entity_key_prefix, redis_client, redis_key
+    from feature_repo.tables import ITEM_ID, SEQUENCE_USER_ID, USER_ID
+
+    def keys(join_key: str, ids: list[str]) -> list[bytes]:
+        prefix, suffix = entity_key_prefix(join_key), project.encode("utf-8")
+        return [redis_key(prefix, value, suffix) for value in ids]
+
+    def usage(server, entity_keys: list[bytes]) -> list[int]:
+        return [server.memory_usage(key, samples=0) for key in entity_keys]
+
     rng = np.random.default_rng(7)
-    user_keys = user_plan.keys([f"u{n}" for n in rng.choice(users, min(sample, users), False)])
-    item_keys = item_plan.keys([f"i{n}" for n in rng.choice(items, min(sample, items), False)])
-    sequence_fields = {
-        feature_field(USER_SEQUENCE, name) for name in feature_tables()[USER_SEQUENCE].feature_names
-    } | {f"_ts:{USER_SEQUENCE}".encode()}
-    without_sequence = []
-    for key in user_keys:
-        kept = {f: v for f, v in client.hgetall(key).items() if f not in sequence_fields}
-        probe = b"memory-probe:" + key  # ends with the project: cleaned up with its keys
-        client.hset(probe, mapping=kept)
-        without_sequence.append(client.memory_usage(probe, samples=0))
-        client.delete(probe)
+    user_ids = [f"u{n}" for n in rng.choice(users, min(sample, users), False)]
+    item_ids = [f"i{n}" for n in rng.choice(items, min(sample, items), False)]
+    user_keys, sequence_keys = keys(USER_ID, user_ids), keys(SEQUENCE_USER_ID, user_ids)
+    batch, sequence = usage(client, user_keys), usage(client, sequence_keys)
     with PrivateRedisServer(config={"hash-max-listpack-value": LISTPACK_VALUE_BYTES}) as server:
         listpack = redis_client(server.url)
-        for key in user_keys:
+        for key in user_keys + sequence_keys:
             listpack.restore(key, 0, client.dump(key), replace=True)
-        with_listpack = [listpack.memory_usage(key, samples=0) for key in user_keys]
-        listpack_encoding = listpack.object("encoding", user_keys[0]).decode()
+        listpack_batch = usage(listpack, user_keys)
+        listpack_sequence = usage(listpack, sequence_keys)
+        listpack_encoding = listpack.object("encoding", sequence_keys[0]).decode()
         listpack.close()
     return {
-        "bytes_per_user_batch": round(med([client.memory_usage(k, samples=0) for k in user_keys])),
+        "bytes_per_user_batch": round(med(batch)),
         "user_encoding": client.object("encoding", user_keys[0]).decode(),
-        "bytes_per_user_batch_listpack": round(med(with_listpack)),
-        "user_encoding_listpack": listpack_encoding,
-        "bytes_per_user_without_sequence": round(med(without_sequence)),
-        "bytes_per_item": round(med([client.memory_usage(k, samples=0) for k in item_keys])),
+        "bytes_per_user_sequence": round(med(sequence)),
+        "sequence_encoding": client.object("encoding", sequence_keys[0]).decode(),
+        "bytes_per_user_total": round(med([b + q for b, q in zip(batch, sequence, strict=True)])),
+        "bytes_per_user_total_listpack": round(
+            med([b + q for b, q in zip(listpack_batch, listpack_sequence, strict=True)])
+        ),
+        "sequence_encoding_listpack": listpack_encoding,
+        "bytes_per_item": round(med(usage(client, keys(ITEM_ID, item_ids)))),
     }
+
+
+def measure_memory(users: int, items: int) -> dict:
+    """:func:`memory_per_entity` alone: the tables written, bulk-loaded into a private server."""
+    from feature_repo.config import FeaturesParams
+    from feature_repo.online import redis_client
+    from feature_repo.store import FeastParams, apply, materialize
+    from muma.settings import Settings
+
+    feast = FeastParams(project=f"muma_bench_{uuid.uuid4().hex[:8]}")
+    with (
+        tempfile.TemporaryDirectory(prefix="muma-bench-memory-") as tmp,
+        PrivateRedisServer() as server,
+    ):
+        rows = write_tables(Path(tmp), users, items)
+        settings = Settings(data_root=Path(tmp), redis_url=server.url)
+        apply(settings, FeaturesParams(), feast)
+        materialize(settings, T0 - timedelta(hours=1), T0 + timedelta(hours=1), feast=feast)
+        client = redis_client(server.url)
+        memory = memory_per_entity(client, feast.project, users, items)
+        client.close()
+    return {**conditions(), "users": users, "items": items, "rows_by_table": rows, **memory}
 
 
 def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events: int) -> dict:
@@ -287,7 +323,6 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
     from feature_repo.tables import (
         ITEM_STATS,
         USER_GAZE,
-        USER_SEQUENCE,
         USER_SOCIAL,
         USER_STATS,
         feature_tables,
@@ -312,7 +347,7 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
             store = apply(settings, FeaturesParams(), bulk_engine)
             bulk_load = materialize(settings, *interval, feast=bulk_engine)
             tables = feature_tables(FeaturesParams())
-            batch_user_views = [USER_STATS, USER_SOCIAL, USER_GAZE, USER_SEQUENCE]
+            batch_user_views = [USER_STATS, USER_SOCIAL, USER_GAZE]
             project = bulk_engine.project
             reader = RedisFeatureReader(
                 client,
@@ -322,7 +357,7 @@ def run_once(redis_url: str, users: int, items: int, repeats: int, batch_events:
                     "item_id": [ViewSpec.from_table(tables[ITEM_STATS])],
                 },
             )
-            memory = memory_per_entity(client, reader, users, items)
+            memory = memory_per_entity(client, project, users, items)
             reads = measure_reads(store, reader, client, users, items, repeats, seed=1)
             half_life = bulk_engine.realtime_half_life_hours
             realtime_reader = RedisFeatureReader(
@@ -396,7 +431,6 @@ def main(quick: bool = False, redis_url: str | None = None, runs: int | None = N
         name: {stat: pick("reads", name, stat) for stat in ("p50_ms", "p99_ms")}
         for name in ("naive", "fast", "floor", "redis_py")
     }
-    memory = runs[0]["memory"]
     result = {
         **conditions(),
         "load_average_1m_before": round(load_before, 2),
@@ -434,16 +468,7 @@ def main(quick: bool = False, redis_url: str | None = None, runs: int | None = N
         "materialize_rows_per_second": round(pick("materialize", "rows_per_second")),
         "materialize_bulk_rows": runs[0]["materialize_bulk"]["rows"],
         "materialize_bulk_rows_per_second": round(pick("materialize_bulk", "rows_per_second")),
-        "redis_bytes_per_user_batch": round(pick("memory", "bytes_per_user_batch")),
-        "redis_user_encoding": memory["user_encoding"],
-        "redis_bytes_per_user_batch_listpack": round(
-            pick("memory", "bytes_per_user_batch_listpack")
-        ),
-        "redis_listpack_value_bytes": LISTPACK_VALUE_BYTES,
-        "redis_bytes_per_user_without_sequence": round(
-            pick("memory", "bytes_per_user_without_sequence")
-        ),
-        "redis_bytes_per_item": round(pick("memory", "bytes_per_item")),
+        **memory_figures(runs),
         "user_batch_views": runs[0]["user_batch_views"],
         "targets": {
             "read_p99_ms": 5,
@@ -456,6 +481,59 @@ def main(quick: bool = False, redis_url: str | None = None, runs: int | None = N
     }
     save("features", result)
     return result
+
+
+def memory_figures(runs: list[dict]) -> dict:
+    """The saved ``redis_*`` figures: medians over runs of :func:`memory_per_entity`."""
+
+    def pick(name: str) -> float:
+        return med([run["memory"][name] for run in runs])
+
+    memory = runs[0]["memory"]
+    return {
+        "redis_bytes_per_user_batch": round(pick("bytes_per_user_batch")),
+        "redis_user_encoding": memory["user_encoding"],
+        "redis_bytes_per_user_sequence": round(pick("bytes_per_user_sequence")),
+        "redis_sequence_encoding": memory["sequence_encoding"],
+        "redis_bytes_per_user_total": round(pick("bytes_per_user_total")),
+        "redis_bytes_per_user_total_listpack": round(pick("bytes_per_user_total_listpack")),
+        "redis_listpack_value_bytes": LISTPACK_VALUE_BYTES,
+        "redis_bytes_per_item": round(pick("bytes_per_item")),
+    }
+
+
+def save_memory(measured: dict) -> dict:
+    """Merge a ``--memory-only`` measurement into the saved ``features`` result; returns it.
+
+    The other figures keep their own run's conditions; ``redis_memory_conditions`` records
+    this one's.
+    """
+    from bench.common import RESULTS
+    from feature_repo.tables import USER_GAZE, USER_SOCIAL, USER_STATS
+
+    saved = json.loads(RESULTS.read_text()).get("features", {}) if RESULTS.exists() else {}
+    figures = memory_figures([{"memory": measured}])
+    saved.update(figures)
+    for stale in ("redis_bytes_per_user_batch_listpack", "redis_bytes_per_user_without_sequence"):
+        saved.pop(stale, None)  # figures of the layout before the sequence had its own key
+    saved["user_batch_views"] = [USER_STATS, USER_SOCIAL, USER_GAZE]
+    saved["redis_memory_conditions"] = {
+        key: measured[key] for key in ("machine", "date", "users", "items")
+    }
+    save("features", saved)
+    return saved
+
+
+def memory_line(result: dict) -> str:
+    """The Redis memory figures as one line of text."""
+    return (
+        f"Redis bytes per user: batch hash ({', '.join(result['user_batch_views'])}) "
+        f"{result['redis_bytes_per_user_batch']:,} ({result['redis_user_encoding']}); "
+        f"sequence key {result['redis_bytes_per_user_sequence']:,} "
+        f"({result['redis_sequence_encoding']}); both {result['redis_bytes_per_user_total']:,}, "
+        f"{result['redis_bytes_per_user_total_listpack']:,} with hash-max-listpack-value "
+        f"{result['redis_listpack_value_bytes']}; per item: {result['redis_bytes_per_item']:,}"
+    )
 
 
 def table(result: dict) -> str:
@@ -491,12 +569,7 @@ def table(result: dict) -> str:
         f"({result['materialize_rows']:,} rows); bulk: "
         f"{result['materialize_bulk_rows_per_second']:,} rows/s "
         f"({result['materialize_bulk_rows']:,} rows)",
-        f"Redis bytes per user (batch views {', '.join(result['user_batch_views'])}): "
-        f"{result['redis_bytes_per_user_batch']:,} ({result['redis_user_encoding']}); with "
-        f"hash-max-listpack-value {result['redis_listpack_value_bytes']}: "
-        f"{result['redis_bytes_per_user_batch_listpack']:,}; without the sequence view: "
-        f"{result['redis_bytes_per_user_without_sequence']:,}; per item: "
-        f"{result['redis_bytes_per_item']:,}",
+        memory_line(result),
         f"load average (1 min) before {result['load_average_1m_before']}, after "
         f"{result['load_average_1m_after']}",
     ]
@@ -514,7 +587,19 @@ if __name__ == "__main__":
     parser.add_argument(
         "--runs", type=int, default=None, help="repetitions (default 1 quick, 3 full)"
     )
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the Redis memory figures (200,000 users, or 5,000 with --quick), merged "
+        "into the saved features result",
+    )
     args = parser.parse_args()
+    if args.memory_only:
+        entities = 5_000 if args.quick else 200_000
+        measured = measure_memory(entities, entities)
+        print(memory_line(save_memory(measured)))
+        print(json.dumps(measured, indent=2))
+        raise SystemExit(0)
     figures = main(args.quick, args.redis_url, args.runs)
     print(table(figures))
     print(json.dumps(figures, indent=2))

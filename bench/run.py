@@ -118,32 +118,57 @@ def write_doc(results: dict) -> None:
             f"{features['materialize_rows_per_second']:,} rows/s "
             f"({features['materialize_rows']:,} rows){bulk} | {cond} |"
         )
-        memory = (
-            f"{features['redis_bytes_per_user_batch']:,} B per user "
-            f"({', '.join(features['user_batch_views'])})"
-        )
-        if "redis_bytes_per_user_batch_listpack" in features:
-            memory += (
-                f" ({features['redis_user_encoding']}); "
-                f"{features['redis_bytes_per_user_batch_listpack']:,} B with "
-                f"hash-max-listpack-value {features['redis_listpack_value_bytes']}; "
-                f"{features['redis_bytes_per_user_without_sequence']:,} B without the sequence "
-                "view"
+        memory_cond = cond
+        if "redis_memory_conditions" in features:
+            measured = features["redis_memory_conditions"]
+            memory_cond = (
+                f"{measured['users']:,} users, {measured['items']:,} items, memory only "
+                f"(`python -m bench.bench_features --memory-only`); {measured['machine']}, "
+                f"{measured['date']}"
+            )
+        if "redis_bytes_per_user_sequence" in features:
+            memory = (
+                f"per user: batch-features hash ({', '.join(features['user_batch_views'])}) "
+                f"{features['redis_bytes_per_user_batch']:,} B ({features['redis_user_encoding']})"
+                f", sequence key {features['redis_bytes_per_user_sequence']:,} B "
+                f"({features['redis_sequence_encoding']}), both "
+                f"{features['redis_bytes_per_user_total']:,} B; both "
+                f"{features['redis_bytes_per_user_total_listpack']:,} B with "
+                f"hash-max-listpack-value {features['redis_listpack_value_bytes']}"
+            )
+        else:
+            memory = (
+                f"{features['redis_bytes_per_user_batch']:,} B per user "
+                f"({', '.join(features['user_batch_views'])})"
             )
         lines.append(
-            f"| Redis memory | {memory}; {features['redis_bytes_per_item']:,} B per item | {cond} |"
+            f"| Redis memory | {memory}; {features['redis_bytes_per_item']:,} B per item "
+            f"| {memory_cond} |"
         )
     memory = results.get("redis_memory")
     if memory:
         default, listpack = memory["bytes_per_user_default"], memory["bytes_per_user_listpack"]
-        lines.append(
-            f"| Redis memory, real feature build | per user on Redis defaults: median "
+        parts = []
+        if "bytes_per_user_batch_default" in memory:
+            batch = memory["bytes_per_user_batch_default"]
+            sequence = memory["bytes_per_user_sequence_default"]
+            parts.append(
+                f"batch-features hash per user on Redis defaults: median {batch['median']:,} B, "
+                f"max {batch['max']:,} B, {batch['share_over_2kb']:.1%} over 2 KB; sequence "
+                f"key: median {sequence['median']:,} B, mean {sequence['mean']:,} B, p99 "
+                f"{sequence['p99']:,} B"
+            )
+        parts.append(
+            f"both keys per user on Redis defaults: median "
             f"{default['median']:,} B, mean {default['mean']:,} B, p99 {default['p99']:,} B, "
             f"{default['share_over_2kb']:.1%} over 2 KB; with hash-max-listpack-value "
             f"{memory['listpack_value_bytes']}: median {listpack['median']:,} B, mean "
             f"{listpack['mean']:,} B, p99 {listpack['p99']:,} B, "
             f"{listpack['share_over_2kb']:.1%} over 2 KB; per item "
-            f"{memory['bytes_per_item_default']['median']:,} B | "
+            f"{memory['bytes_per_item_default']['median']:,} B"
+        )
+        lines.append(
+            f"| Redis memory, real feature build | {'; '.join(parts)} | "
             f"{default['entities']:,} users of {memory['data_root']} "
             f"({memory['interval'][0]} to {memory['interval'][1]}, "
             f"{memory['rows_materialised']:,} rows); {memory['machine']}, {memory['date']} |"

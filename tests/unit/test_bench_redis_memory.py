@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.bench_redis_memory import build_interval, distribution
+from bench.bench_redis_memory import build_interval, distribution, keys_by_entity, user_sizes
+from feature_repo.online import entity_key_prefix, redis_key
 
 
 def test_build_interval_spans_every_table(tmp_path):
@@ -33,3 +34,25 @@ def test_distribution_by_hand():
     assert summary["max"] == 4000
     assert summary["share_over_2kb"] == 0.5  # 3000 and 4000 are over 2,048
     assert distribution([]) == {"entities": 0}
+
+
+def test_keys_by_entity_tells_the_batch_hash_from_the_sequence_key():
+    """``seq_user_id`` contains ``user_id``: keys are told apart by their whole prefix."""
+    users, sequences = entity_key_prefix("user_id"), entity_key_prefix("seq_user_id")
+    keys = [
+        redis_key(users, "u1", b"muma"),
+        redis_key(sequences, "u1", b"muma"),
+        redis_key(users, "ünï", b"muma"),
+        redis_key(entity_key_prefix("item_id"), "i1", b"muma"),
+    ]
+    assert keys_by_entity(keys, users) == {"u1": keys[0], "ünï": keys[2]}
+    assert keys_by_entity(keys, sequences) == {"u1": keys[1]}
+
+
+def test_user_sizes_add_both_keys_per_user():
+    sizes = user_sizes({"a": 1000, "b": 1500}, {"b": 700})
+    assert sizes["batch"]["max"] == 1500
+    assert sizes["sequence"]["entities"] == 1
+    assert sizes["total"]["entities"] == 2
+    assert sizes["total"]["max"] == 2200  # b: 1500 + 700; a has no sequence key
+    assert sizes["total"]["share_over_2kb"] == 0.5
