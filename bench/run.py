@@ -62,6 +62,18 @@ def write_doc(results: dict) -> None:
                 f"per CPU second, peak RSS {row['peak_rss_mb_max']:,} MB | "
                 f"{row['hours']} hours; {cond}; load average {row['load_average_1m_runs']} |"
             )
+        for label in ("1M", "10M"):
+            row = ingest.get(f"muma_interactions_{label}")
+            if row is not None:
+                lines.append(
+                    f"| ingest with interactions ({label}, as `muma ingest` runs) | "
+                    f"{row['seconds_median']} s: {row['ingest_seconds_median']} s ingest + "
+                    f"{row['interactions_seconds_median']} s building "
+                    f"{row['interactions']:,} interactions of {row['interactions_hours']} "
+                    f"hours; {row['events_per_second_median']:,} events/s overall | "
+                    f"{row['hours']} hours, {row['repeats']} run; {cond}; load average "
+                    f"{row['load_average_1m_runs']} |"
+                )
         if "time_ratio_10x" in ingest:
             lines.append(
                 f"| ingest: 10x events | {ingest['time_ratio_10x']}x the time of 1M "

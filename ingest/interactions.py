@@ -208,7 +208,7 @@ def build_interactions_hours(
             .groupBy(F.col("i.event_id").alias("event_id"))
             .agg(F.min("c.ts").alias("click_ts"))
         )
-        labelled = labelled.join(first_click, "event_id", "left")
+        labelled = labelled.join(F.broadcast(first_click), "event_id", "left")
     else:
         labelled = labelled.withColumn("click_ts", F.lit(None).cast("timestamp"))
     if views is not None:
@@ -226,7 +226,7 @@ def build_interactions_hours(
                 F.min_by("v.completion_ratio", "v.ts").alias("completion_ratio"),
             )
         )
-        labelled = labelled.join(first_view, "event_id", "left")
+        labelled = labelled.join(F.broadcast(first_view), "event_id", "left")
     else:
         labelled = labelled.withColumn("dwell_ms", F.lit(None).cast("bigint")).withColumn(
             "completion_ratio", F.lit(None).cast("double")
@@ -251,7 +251,6 @@ def build_interactions_hours(
             "date",
             "hour",
         )
-        .repartition(len(hours), "date", "hour")
         .sortWithinPartitions("date", "hour", "domain", "event_id")
     )
 
