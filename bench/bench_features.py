@@ -16,7 +16,8 @@ the server of ``--redis-url``, under throw-away Feast projects whose keys are de
 - ``MEMORY USAGE`` bytes per user and per item with the server's default hash encoding
   limits: a user's batch-features hash (``user_id``) and its behaviour-sequence key
   (``seq_user_id``) apart, and their sum also with ``hash-max-listpack-value 1024`` (keys
-  copied with DUMP/RESTORE into a second private server). ``--memory-only`` measures just
+  copied with DUMP/RESTORE into a second private server), and the batch hash once more after
+  each sampled user gets a real-time row (copies, in a third). ``--memory-only`` measures just
   this (write the tables, bulk-load them, read the sizes) and merges it into the saved
   ``features`` result.
 
@@ -279,6 +280,13 @@ def memory_per_entity(client, project: str, users: int, items: int, sample: int 
         listpack_sequence = usage(listpack, sequence_keys)
         listpack_encoding = listpack.object("encoding", sequence_keys[0]).decode()
         listpack.close()
+    with PrivateRedisServer() as server:  # defaults; the main server's users stay as loaded
+        copy = redis_client(server.url)
+        for key in user_keys:
+            copy.restore(key, 0, client.dump(key), replace=True)
+        with_realtime = usage(copy, with_realtime_rows(copy, project, user_ids, user_keys))
+        realtime_encoding = copy.object("encoding", user_keys[0]).decode()
+        copy.close()
     return {
         "bytes_per_user_batch": round(med(batch)),
         "user_encoding": client.object("encoding", user_keys[0]).decode(),
@@ -289,8 +297,45 @@ def memory_per_entity(client, project: str, users: int, items: int, sample: int 
             med([b + q for b, q in zip(listpack_batch, listpack_sequence, strict=True)])
         ),
         "sequence_encoding_listpack": listpack_encoding,
+        "bytes_per_user_batch_with_realtime": round(med(with_realtime)),
+        "user_encoding_with_realtime": realtime_encoding,
         "bytes_per_item": round(med(usage(client, keys(ITEM_ID, item_ids)))),
     }
+
+
+def with_realtime_rows(
+    client, project: str, user_ids: list[str], user_keys: list[bytes]
+) -> list[bytes]:
+    """Give each user a real-time row (a click and a view through the direct writer, as
+    serving writes them, into the user's batch-features hash); returns ``user_keys``."""
+    from feature_repo.online import RedisFeatureReader, ViewSpec
+    from feature_repo.realtime import RealtimeUpdater, RedisRealtimeWriter, realtime_table
+    from feature_repo.tables import USER_ID
+
+    half_life = 1.0
+    reader = RedisFeatureReader(
+        client, project, {USER_ID: [ViewSpec.from_table(realtime_table(half_life))]}
+    )
+    writer = RedisRealtimeWriter(client, project, half_life)
+    updater = RealtimeUpdater(None, half_life, reader=reader, writer=writer)  # type: ignore[arg-type]
+    at = T0.timestamp() + 60
+    events = [
+        {"user_id": user, "item_id": f"i{n}", "domain": "news", "kind": "click", "ts": at}
+        for n, user in enumerate(user_ids)
+    ]
+    events += [
+        {
+            "user_id": user,
+            "item_id": "i0",
+            "domain": "video",
+            "kind": "view",
+            "ts": at + 30,
+            "dwell_ms": 12_000,
+        }
+        for user in user_ids
+    ]
+    updater.push_events(events)
+    return user_keys
 
 
 def measure_memory(users: int, items: int) -> dict:
@@ -497,6 +542,10 @@ def memory_figures(runs: list[dict]) -> dict:
         "redis_sequence_encoding": memory["sequence_encoding"],
         "redis_bytes_per_user_total": round(pick("bytes_per_user_total")),
         "redis_bytes_per_user_total_listpack": round(pick("bytes_per_user_total_listpack")),
+        "redis_bytes_per_user_batch_with_realtime": round(
+            pick("bytes_per_user_batch_with_realtime")
+        ),
+        "redis_user_encoding_with_realtime": memory["user_encoding_with_realtime"],
         "redis_listpack_value_bytes": LISTPACK_VALUE_BYTES,
         "redis_bytes_per_item": round(pick("bytes_per_item")),
     }
@@ -532,7 +581,10 @@ def memory_line(result: dict) -> str:
         f"sequence key {result['redis_bytes_per_user_sequence']:,} "
         f"({result['redis_sequence_encoding']}); both {result['redis_bytes_per_user_total']:,}, "
         f"{result['redis_bytes_per_user_total_listpack']:,} with hash-max-listpack-value "
-        f"{result['redis_listpack_value_bytes']}; per item: {result['redis_bytes_per_item']:,}"
+        f"{result['redis_listpack_value_bytes']}; batch hash with a real-time row "
+        f"{result['redis_bytes_per_user_batch_with_realtime']:,} "
+        f"({result['redis_user_encoding_with_realtime']}); per item: "
+        f"{result['redis_bytes_per_item']:,}"
     )
 
 

@@ -148,6 +148,12 @@ def write_doc(results: dict) -> None:
                 f"{features['redis_bytes_per_user_total_listpack']:,} B with "
                 f"hash-max-listpack-value {features['redis_listpack_value_bytes']}"
             )
+            if "redis_bytes_per_user_batch_with_realtime" in features:
+                memory += (
+                    f"; batch-features hash with a real-time row "
+                    f"{features['redis_bytes_per_user_batch_with_realtime']:,} B "
+                    f"({features['redis_user_encoding_with_realtime']})"
+                )
         else:
             memory = (
                 f"{features['redis_bytes_per_user_batch']:,} B per user "
