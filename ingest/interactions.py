@@ -45,10 +45,19 @@ from .job import (
     reconciliation_path,
 )
 from .publish import row_count, staging_dir, swap, write_json, write_parquet
-from .schemas import DETAIL, FIELD, QUARANTINE_SCHEMA, RAW_LINE, REASON
+from .schemas import (
+    DETAIL,
+    FIELD,
+    QUARANTINE_SCHEMA,
+    RAW_LINE,
+    REASON,
+    curated_schema,
+    has_domain,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 INTERACTIONS = "interactions"
 HOUR_NO = "_hour_no"
@@ -94,6 +103,20 @@ def _with_rows(curated_root: Path, source: Source, hour: datetime) -> Path | Non
     return directory if directory.is_dir() and any(directory.rglob("*.parquet")) else None
 
 
+def _read_schema(source: Source) -> StructType:
+    """The curated files' columns, then the partition columns as Spark would infer them.
+
+    Given up front, Spark reads no footer to infer it (one job fewer per read).
+    """
+    from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
+
+    partition = [StructField("date", DateType()), StructField("hour", IntegerType())]
+    if has_domain(source):
+        partition.append(StructField("domain", StringType()))
+    data = [field for field in curated_schema(source) if field.name != "domain"]
+    return StructType([*data, *partition])
+
+
 def _read_hours(
     spark: SparkSession, curated_root: Path, source: Source, hours: Iterable[datetime]
 ) -> DataFrame | None:
@@ -108,7 +131,7 @@ def _read_hours(
     if not dirs:
         return None
     base = str(Path(curated_root) / str(source))
-    frame = spark.read.option("basePath", base).parquet(*dirs)
+    frame = spark.read.schema(_read_schema(source)).option("basePath", base).parquet(*dirs)
     hour_no = F.unix_date(F.to_date(F.col("date").cast("string"))).cast("bigint") * 24 + F.col(
         "hour"
     ).cast("bigint")
