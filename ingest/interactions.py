@@ -63,6 +63,8 @@ INTERACTIONS = "interactions"
 HOUR_NO = "_hour_no"
 """Hours since the epoch of a row's landing partition (from its ``date=``/``hour=`` path)."""
 HOUR = timedelta(hours=1)
+MATCHED = "_matched"
+"""Whether a click of the batch found its impression (a working column, never written)."""
 
 
 @dataclass
@@ -292,34 +294,50 @@ def build_interactions_hours(
         if batch_clicks is not None:
             earlier_impressions = _read_hours(spark, curated_root, Source.IMPRESSIONS, preceding)
             click, earlier = batch_clicks.alias("c"), earlier_impressions.alias("i")
-            match = _attributed(click, earlier, window, span, "request_id", "item_id")
-            original = [name for name in batch_clicks.columns if name != HOUR_NO]
-            unattributed = click.join(earlier, match, "left_anti").select(
-                F.to_json(F.struct(*[F.col(f"c.{name}") for name in original])).alias(RAW_LINE),
-                F.lit(Reason.CLICK_WITHOUT_IMPRESSION.value).alias(REASON),
-                F.lit("request_id").alias(FIELD),
-                F.lit(
-                    "no impression with this request_id and item_id within "
-                    f"{params.attribution_window_minutes} minutes before the click "
-                    "(raw_line is the curated click as JSON)"
-                ).alias(DETAIL),
-                F.col("c.date").alias("date"),
-                F.col("c.hour").alias("hour"),
+            # The impressions stream past the batch's clicks (broadcast): only the clicks'
+            # ids that found an impression are shuffled, never the impressions.
+            matched = (
+                earlier.join(
+                    F.broadcast(click),
+                    _attributed(click, earlier, window, span, "request_id", "item_id"),
+                )
+                .select(F.col("c.event_id").alias("event_id"))
+                .distinct()
+                .withColumn(MATCHED, F.lit(True))
             )
-            unattributed = (
-                _partition_columns(unattributed)
-                .select(*QUARANTINE_SCHEMA.names, "date", "hour")
-                .repartition(len(hours), "date", "hour")
-                .sortWithinPartitions("date", "hour", RAW_LINE)
+            flagged = (
+                batch_clicks.join(F.broadcast(matched), "event_id", "left")
+                .withColumn(MATCHED, F.coalesce(F.col(MATCHED), F.lit(False)))
+                .cache()
             )
-            write_parquet(unattributed, staging / "quarantine", ["date", "hour"])
-            attributed = {
-                row[HOUR_NO]: row["count"]
-                for row in click.join(earlier, match, "left_semi")
-                .groupBy(HOUR_NO)
-                .count()
-                .collect()
-            }
+            try:
+                original = [name for name in batch_clicks.columns if name != HOUR_NO]
+                unattributed = (
+                    _partition_columns(
+                        flagged.where(~F.col(MATCHED)).select(
+                            F.to_json(F.struct(*original)).alias(RAW_LINE),
+                            F.lit(Reason.CLICK_WITHOUT_IMPRESSION.value).alias(REASON),
+                            F.lit("request_id").alias(FIELD),
+                            F.lit(
+                                "no impression with this request_id and item_id within "
+                                f"{params.attribution_window_minutes} minutes before the click "
+                                "(raw_line is the curated click as JSON)"
+                            ).alias(DETAIL),
+                            "date",
+                            "hour",
+                        )
+                    )
+                    .select(*QUARANTINE_SCHEMA.names, "date", "hour")
+                    .repartition(len(hours), "date", "hour")
+                    .sortWithinPartitions("date", "hour", RAW_LINE)
+                )
+                write_parquet(unattributed, staging / "quarantine", ["date", "hour"])
+                attributed = {
+                    row[HOUR_NO]: row["count"]
+                    for row in flagged.where(F.col(MATCHED)).groupBy(HOUR_NO).count().collect()
+                }
+            finally:
+                flagged.unpersist()
         seconds = round(time.perf_counter() - began, 3)
         results, failed = [], []
         for hour in hours:
