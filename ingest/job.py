@@ -285,7 +285,7 @@ def _drop_ids(directory: Path, event_ids: set[str]) -> None:
             path.parent.rmdir()
 
 
-def _slots(spark: SparkSession) -> int:
+def default_slots(spark: SparkSession) -> int:
     """Tasks to spread a batch over: Spark's default parallelism.
 
     On a local master :func:`ingest.spark.get_spark` sets it to two per core, so a core that
@@ -372,7 +372,7 @@ def stage_batch(
         for source, hour in keys
     ]
     try:
-        slots = balanced_slots(tasks, _slots(spark))
+        slots = balanced_slots(tasks, default_slots(spark))
         lateness = params.allowed_lateness
         try:
             context = spark.sparkContext

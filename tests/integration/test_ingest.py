@@ -273,3 +273,25 @@ def test_hours_without_curated_impressions_build_nothing(spark, run: IngestedRun
     with pytest.raises(FileNotFoundError, match=f"{absent:%Y-%m-%dT%H}"):
         build_interactions_hours(spark, together, [HOURS[0], absent], PARAMS)
     assert not (together / INTERACTIONS).exists()
+
+
+def test_the_spark_connect_dispatch_labels_what_the_rdd_dispatch_does(
+    spark, run: IngestedRun, tmp_path
+):
+    """Spark Connect has no RDDs: the same hours through ``mapInArrow`` give the same."""
+    from ingest.interactions import _task
+    from ingest.label import OUTCOME_SCHEMA, hours_runner, run_hours
+
+    def tasks(staging: Path) -> list:
+        return [_task(run.curated_root, staging, hour, 1, PARAMS) for hour in HOURS]
+
+    slots = [[1], [0]]
+    frame = spark.range(0, 2, 1, 2).mapInArrow(
+        hours_runner(tasks(tmp_path / "arrow"), slots), OUTCOME_SCHEMA
+    )
+    through_arrow = sorted(tuple(row) for row in frame.collect())
+    direct = sorted(
+        report for slot in slots for report in run_hours(tasks(tmp_path / "direct"), slot)
+    )
+    assert through_arrow == direct
+    assert snapshot(tmp_path / "arrow") == snapshot(tmp_path / "direct")
