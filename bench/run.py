@@ -71,7 +71,7 @@ def write_doc(results: dict) -> None:
                     f"{row['interactions_seconds_median']} s building "
                     f"{row['interactions']:,} interactions of {row['interactions_hours']} "
                     f"hours; {row['events_per_second_median']:,} events/s overall | "
-                    f"{row['hours']} hours, {row['repeats']} run; {cond}; load average "
+                    f"{row['hours']} hours, {row['repeats']} run(s); {cond}; load average "
                     f"{row['load_average_1m_runs']} |"
                 )
         if "time_ratio_10x" in ingest:
