@@ -133,7 +133,8 @@ def _first_per(table: pa.Table, key: str, order: list[str]) -> pa.Table:
 
 
 def _click_json(row: dict, date: str, hour: int) -> str:
-    """A curated click as Spark's ``to_json`` wrote it: nulls left out, times in UTC."""
+    """A curated click as JSON, in the form Spark's ``to_json`` gave it before: nulls left
+    out, times in UTC with milliseconds (microseconds when they are not whole)."""
     out = {}
     for name, value in row.items():
         if value is None:
@@ -148,23 +149,22 @@ def _click_json(row: dict, date: str, hour: int) -> str:
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
+def _impressions(task: HourFiles) -> pa.Table:
+    tables = []
+    for path, domain in task.impressions:
+        table = pq.read_table(path)
+        tables.append(
+            table.append_column("domain", pa.array([domain] * table.num_rows, pa.string()))
+        )
+    if not tables:
+        raise FileNotFoundError(f"no curated impressions for {task.hour}")
+    return pa.concat_tables(tables)
+
+
 def label_hour(task: HourFiles) -> HourOutcome:
     """Label hour H's impressions and quarantine its unattributed clicks (see the module)."""
     window = task.window_micros
-    impressions = (
-        pa.concat_tables(
-            [
-                pq.read_table(path).append_column(
-                    "domain", pa.array([domain] * pq.read_metadata(path).num_rows, pa.string())
-                )
-                for path, domain in task.impressions
-            ]
-        )
-        if task.impressions
-        else None
-    )
-    if impressions is None:
-        raise FileNotFoundError(f"no curated impressions for {task.hour}")
+    impressions = _impressions(task)
     keys = impressions.select(["event_id", "ts", "request_id", "user_id", "item_id"])
 
     clicks = _read(task.clicks, Source.CLICKS, ["ts", "request_id", "item_id"])
