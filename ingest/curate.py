@@ -34,11 +34,11 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -557,7 +557,14 @@ class PartitionTask:
         return sum(Path(path).stat().st_size for path in self.files)
 
 
-def balanced_slots(tasks: list[PartitionTask], slots: int) -> list[list[int]]:
+class Weighed(Protocol):
+    """A task with a size in bytes (what :func:`balanced_slots` balances)."""
+
+    @property
+    def size(self) -> int: ...
+
+
+def balanced_slots(tasks: Sequence[Weighed], slots: int) -> list[list[int]]:
     """Indices of ``tasks`` per slot, largest first to the least loaded slot (LPT).
 
     Spark pays tens of milliseconds per task and Python worker round trip, more than a small
