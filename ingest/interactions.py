@@ -71,8 +71,8 @@ class InteractionsResult:
         clicks_attributed: Those that matched an impression.
         clicks_without_impression: Those quarantined (``clicks`` = attributed + these).
         holds: Both equalities hold.
-        seconds: Wall time of the build that wrote this hour.
-        hours_built: Hours that build wrote together (``seconds`` covers them all).
+        seconds: Wall time of the build that wrote this hour (with the other hours it
+            built together).
     """
 
     hour_start: str
@@ -84,7 +84,6 @@ class InteractionsResult:
     clicks_without_impression: int
     holds: bool = False
     seconds: float = 0.0
-    hours_built: int = 1
 
 
 def _hour_files(curated_root: Path, source: Source, hour: datetime) -> list[Path]:
@@ -223,7 +222,6 @@ def build_interactions_hours(
                 clicks_attributed=outcome.clicks_attributed,
                 clicks_without_impression=row_count(quarantined),
                 seconds=seconds,
-                hours_built=len(hours),
             )
             distinct = pc.count_distinct(written["event_id"]).as_py()
             result.holds = (
