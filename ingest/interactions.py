@@ -163,8 +163,9 @@ def build_interactions_hours(
     """Build, reconcile and publish the interactions and unattributed clicks of ``hours``.
 
     One Spark job of a few tasks labels every hour (:func:`ingest.label.label_hour`). Each
-    hour then reconciles on its own, from the staged files' footers and columns; every hour
-    is published only when all of them hold.
+    hour then reconciles on its own, from the staged files' footers and columns (which must
+    also agree with what its task says it wrote); every hour is published only when all of
+    them hold.
 
     Args:
         spark: Session from :func:`ingest.spark.get_spark`.
@@ -225,7 +226,8 @@ def build_interactions_hours(
             )
             distinct = pc.count_distinct(written["event_id"]).as_py()
             result.holds = (
-                result.interactions == result.impressions == distinct
+                result.interactions == result.impressions == distinct == outcome.interactions
+                and result.clicked == outcome.clicked
                 and result.clicks == result.clicks_attributed + result.clicks_without_impression
             )
             if not result.holds:

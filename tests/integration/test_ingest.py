@@ -292,3 +292,26 @@ def test_the_spark_connect_dispatch_labels_what_the_rdd_dispatch_does(
     )
     assert through_arrow == direct
     assert snapshot(tmp_path / "arrow") == snapshot(tmp_path / "direct")
+
+
+def test_interactions_that_do_not_reconcile_publish_nothing(
+    spark, run: IngestedRun, tmp_path, monkeypatch
+):
+    import ingest.interactions as interactions_module
+
+    root = tmp_path / "curated"
+    for source in (Source.IMPRESSIONS, Source.CLICKS, Source.VIEWS):
+        shutil.copytree(run.curated_root / str(source), root / str(source))
+    real_run = interactions_module._run
+
+    def one_row_short(spark, tasks):
+        outcomes = real_run(spark, tasks)
+        outcomes[HOURS[1].isoformat()].interactions -= 1
+        return outcomes
+
+    monkeypatch.setattr(interactions_module, "_run", one_row_short)
+    with pytest.raises(ReconciliationError, match=f"{HOURS[1]:%Y-%m-%dT%H}"):
+        build_interactions_hours(spark, root, HOURS, PARAMS)
+    assert not (root / INTERACTIONS).exists()
+    assert not (root / "_reconciliation").exists()
+    assert not any((root / "_staging").glob("*/*"))
