@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -580,7 +580,10 @@ def balanced_slots(tasks: Sequence[Weighed], slots: int) -> list[list[int]]:
     return assigned
 
 
-OUTCOME_SCHEMA = "task int, outcome string, id_hashes binary"
+OUTCOME_SCHEMA = pa.schema(
+    [("task", pa.int32()), ("outcome", pa.string()), ("id_hashes", pa.binary())]
+)
+"""The rows of :func:`run_slot`."""
 
 
 def run_slot(
@@ -605,29 +608,3 @@ def run_slot(
         )
         reports.append((index, outcome.to_json(), outcome.id_hashes.tobytes()))
     return reports
-
-
-def slot_runner(
-    tasks: list[PartitionTask], slots: list[list[int]], lateness: timedelta
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A ``mapInArrow`` function over ``spark.range(len(slots))``: row ``n`` runs slot ``n``.
-
-    For Spark Connect sessions, which have no RDDs; one output row per task
-    (:func:`run_slot`).
-    """
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for slot in batch.column(0).to_pylist():
-                indices, outcomes, hashes = zip(
-                    *run_slot(tasks, slots[slot], lateness), strict=True
-                )
-                yield pa.RecordBatch.from_pydict(
-                    {
-                        "task": pa.array(indices, pa.int32()),
-                        "outcome": list(outcomes),
-                        "id_hashes": pa.array(hashes, pa.binary()),
-                    }
-                )
-
-    return run

@@ -47,8 +47,9 @@ from .job import (
     default_slots,
     quarantine_partition_dir,
     reconciliation_path,
+    run_on_executors,
 )
-from .label import OUTCOME_SCHEMA, HourFiles, HourOutcome, hours_runner, run_hours
+from .label import OUTCOME_SCHEMA, HourFiles, HourOutcome, run_hours
 from .publish import row_count, staging_dir, swap, write_json
 
 if TYPE_CHECKING:
@@ -127,20 +128,7 @@ def _task(
 def _run(spark: SparkSession, tasks: list[HourFiles]) -> dict[str, HourOutcome]:
     """Every task on the executors (a plain RDD job; ``mapInArrow`` on Spark Connect)."""
     slots = balanced_slots(tasks, default_slots(spark))
-    try:
-        context = spark.sparkContext
-    except Exception:  # Spark Connect: no RDDs
-        context = None
-    if context is not None:
-        reports = (
-            context.parallelize(range(len(slots)), len(slots))
-            .flatMap(lambda slot: run_hours(tasks, slots[slot]))
-            .collect()
-        )
-    else:
-        runner = hours_runner(tasks, slots)
-        frame = spark.range(0, len(slots), 1, len(slots)).mapInArrow(runner, OUTCOME_SCHEMA)
-        reports = [tuple(row) for row in frame.collect()]
+    reports = run_on_executors(spark, slots, lambda slot: run_hours(tasks, slot), OUTCOME_SCHEMA)
     outcomes = [HourOutcome(**json.loads(report)) for _, report in reports]
     return {outcome.hour: outcome for outcome in outcomes}
 

@@ -28,10 +28,11 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +49,6 @@ from .curate import (
     balanced_slots,
     id_hashes,
     run_slot,
-    slot_runner,
     write_curated_file,
 )
 from .publish import STAGING_DIR as STAGING_DIR
@@ -297,6 +297,50 @@ def default_slots(spark: SparkSession) -> int:
         return max(1, int(spark.conf.get("spark.default.parallelism", "2")))
 
 
+Row = tuple[Any, ...]
+
+
+def run_on_executors(
+    spark: SparkSession,
+    slots: list[list[int]],
+    work: Callable[[list[int]], list[Row]],
+    schema: pa.Schema,
+    connect: bool | None = None,
+) -> list[Row]:
+    """Run ``work(slot)`` for every slot as one Spark job; the rows it returns, collected.
+
+    A plain RDD job (no SQL planning or code generation for a handful of report rows); on
+    Spark Connect, which has no RDDs, the same slots through ``mapInArrow`` over
+    ``spark.range``, each slot's rows as one Arrow batch of ``schema``. ``connect`` forces a
+    path (``None``: RDDs where the session has a SparkContext).
+    """
+    if connect is None:
+        try:
+            connect = spark.sparkContext is None
+        except Exception:  # Spark Connect: no SparkContext
+            connect = True
+    if not connect:
+        return (
+            spark.sparkContext.parallelize(range(len(slots)), len(slots))
+            .flatMap(lambda slot: work(slots[slot]))
+            .collect()
+        )
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for slot in batch.column(0).to_pylist():
+                rows = work(slots[slot])
+                columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
+                    schema=schema,
+                )
+
+    frame = spark.range(0, len(slots), 1, len(slots)).mapInArrow(run, from_arrow_schema(schema))
+    return [tuple(row) for row in frame.collect()]
+
+
 @dataclass
 class StagedBatch:
     """A batch whose tasks have run: outputs staged, not yet deduplicated across or published.
@@ -374,21 +418,9 @@ def stage_batch(
     try:
         slots = balanced_slots(tasks, default_slots(spark))
         lateness = params.allowed_lateness
-        try:
-            context = spark.sparkContext
-        except Exception:  # Spark Connect: no RDDs, the same slots through mapInArrow
-            context = None
-        if context is not None:
-            # A plain RDD job: no SQL planning or code generation for two rows.
-            reports = (
-                context.parallelize(range(len(slots)), len(slots))
-                .flatMap(lambda slot: run_slot(tasks, slots[slot], lateness))
-                .collect()
-            )
-        else:
-            runner = slot_runner(tasks, slots, lateness)
-            frame = spark.range(0, len(slots), 1, len(slots)).mapInArrow(runner, OUTCOME_SCHEMA)
-            reports = [tuple(row) for row in frame.collect()]
+        reports = run_on_executors(
+            spark, slots, lambda slot: run_slot(tasks, slot, lateness), OUTCOME_SCHEMA
+        )
         for index, report, hashes in reports:
             outcome = PartitionOutcome(**json.loads(report))
             outcome.id_hashes = np.frombuffer(hashes, np.uint64)

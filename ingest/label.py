@@ -21,7 +21,6 @@ Semantics (those of the Spark SQL build this replaced, checked row for row in th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -265,20 +264,5 @@ def run_hours(tasks: list[HourFiles], indices: list[int]) -> list[tuple[int, str
     return [(index, json.dumps(asdict(label_hour(tasks[index])))) for index in indices]
 
 
-OUTCOME_SCHEMA = "task int, outcome string"
-
-
-def hours_runner(
-    tasks: list[HourFiles], slots: list[list[int]]
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A ``mapInArrow`` function over ``spark.range(len(slots))`` (Spark Connect)."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for slot in batch.column(0).to_pylist():
-                indices, outcomes = zip(*run_hours(tasks, slots[slot]), strict=True)
-                yield pa.RecordBatch.from_pydict(
-                    {"task": pa.array(indices, pa.int32()), "outcome": list(outcomes)}
-                )
-
-    return run
+OUTCOME_SCHEMA = pa.schema([("task", pa.int32()), ("outcome", pa.string())])
+"""The rows of :func:`run_hours`."""

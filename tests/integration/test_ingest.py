@@ -277,16 +277,19 @@ def test_the_spark_connect_dispatch_labels_what_the_rdd_dispatch_does(
 ):
     """Spark Connect has no RDDs: the same hours through ``mapInArrow`` give the same."""
     from ingest.interactions import _task
-    from ingest.label import OUTCOME_SCHEMA, hours_runner, run_hours
+    from ingest.job import run_on_executors
+    from ingest.label import OUTCOME_SCHEMA, run_hours
 
     def tasks(staging: Path) -> list:
         return [_task(run.curated_root, staging, hour, 1, PARAMS) for hour in HOURS]
 
     slots = [[1], [0]]
-    frame = spark.range(0, 2, 1, 2).mapInArrow(
-        hours_runner(tasks(tmp_path / "arrow"), slots), OUTCOME_SCHEMA
+    arrow_tasks = tasks(tmp_path / "arrow")
+    through_arrow = sorted(
+        run_on_executors(
+            spark, slots, lambda slot: run_hours(arrow_tasks, slot), OUTCOME_SCHEMA, connect=True
+        )
     )
-    through_arrow = sorted(tuple(row) for row in frame.collect())
     direct = sorted(
         report for slot in slots for report in run_hours(tasks(tmp_path / "direct"), slot)
     )

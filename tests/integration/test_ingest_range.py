@@ -189,7 +189,8 @@ def test_the_spark_connect_dispatch_reports_what_the_rdd_dispatch_does(
     spark, landing: Path, tmp_path: Path
 ):
     """Spark Connect has no RDDs: the same slots run through ``mapInArrow`` give the same."""
-    from ingest.curate import OUTCOME_SCHEMA, PartitionTask, run_slot, slot_runner
+    from ingest.curate import OUTCOME_SCHEMA, PartitionTask, run_slot
+    from ingest.job import run_on_executors
 
     def tasks(root: Path) -> list[PartitionTask]:
         return [
@@ -208,13 +209,35 @@ def test_the_spark_connect_dispatch_reports_what_the_rdd_dispatch_does(
 
     slots = [[0, 2], [1]]
     lateness = PARAMS.allowed_lateness
-    frame = spark.range(0, 2, 1, 2).mapInArrow(
-        slot_runner(tasks(tmp_path / "arrow"), slots, lateness), OUTCOME_SCHEMA
+    arrow_tasks = tasks(tmp_path / "arrow")
+    through_arrow = sorted(
+        run_on_executors(
+            spark,
+            slots,
+            lambda slot: run_slot(arrow_tasks, slot, lateness),
+            OUTCOME_SCHEMA,
+            connect=True,
+        )
     )
-    through_arrow = sorted(tuple(row) for row in frame.collect())
     direct = sorted(
         report for slot in slots for report in run_slot(tasks(tmp_path / "direct"), slot, lateness)
     )
     assert [(i, o) for i, o, _ in through_arrow] == [(i, o) for i, o, _ in direct]
     assert [bytes(h) for _, _, h in through_arrow] == [h for _, _, h in direct]
     assert snapshot(tmp_path / "arrow") == snapshot(tmp_path / "direct")
+
+
+def test_both_dispatch_paths_collect_the_same_rows_including_empty_slots(spark):
+    from ingest.curate import OUTCOME_SCHEMA
+    from ingest.job import run_on_executors
+
+    def work(slot: list[int]) -> list[tuple[int, str, bytes]]:
+        return [(i, f"task {i}", bytes([i])) for i in slot]
+
+    slots = [[2, 0], [], [1]]
+    rows = {
+        connect: sorted(run_on_executors(spark, slots, work, OUTCOME_SCHEMA, connect=connect))
+        for connect in (False, True)
+    }
+    assert [tuple(r) for r in rows[True]] == rows[False]
+    assert rows[False] == [(0, "task 0", b"\x00"), (1, "task 1", b"\x01"), (2, "task 2", b"\x02")]
