@@ -232,7 +232,12 @@ def write_doc(results: dict) -> None:
                     f"{result.get('gauc')}, ECE {result.get('ece')}; "
                     f"{result.get('samples_per_second_median')} samples/s | "
                     f"{rows.get('train')} train / {rows.get('test')} test rows; "
-                    f"{ranker.get('machine')}, {ranker.get('date')}; "
+                    + (
+                        f"median of {result['repeats']} seeds; "
+                        if result.get("repeats", 1) > 1
+                        else ""
+                    )
+                    + f"{entry.get('date', ranker.get('date'))}, {ranker.get('machine')}; "
                     + (
                         result["run"]  # a model merged in from another run says which
                         if result.get("run")
