@@ -229,7 +229,9 @@ def write_doc(results: dict) -> None:
                     continue
                 lines.append(
                     f"| ranker {dataset}: {model} | AUC {result.get('auc')}, GAUC "
-                    f"{result.get('gauc')}, ECE {result.get('ece')}; "
+                    f"{result.get('gauc')}"
+                    + (f", ECE {result['ece']}" if result.get("ece") is not None else "")
+                    + "; "
                     f"{result.get('samples_per_second_median')} samples/s | "
                     f"{rows.get('train')} train / {rows.get('test')} test rows; "
                     + (
